@@ -1,0 +1,211 @@
+// CPU kernels of lightdl::activation and lightdl::bias_act, forward and backward.
+//
+// Layout: x is made contiguous and seen as (N, C, S) with S = prod(shape[2:]). When S > 1
+// every (n, c) "plane" has one scalar bias; when S == 1 (linear outputs) every row of C
+// elements adds the bias vector. The backward writes grad_x and reduces grad_bias in the same
+// pass over memory. Work is split into fixed-size blocks whose partial sums are combined in a
+// fixed order, so results do not depend on the number of threads.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../checks.h"
+#include "bias_act_table.h"
+
+namespace lightdl {
+namespace cpu {
+namespace {
+
+// Elements per parallel task: big enough to hide the scheduling cost, small enough that two
+// cores share a 1M-element tensor evenly.
+constexpr int64_t kBlock = 1 << 15;
+
+template <typename T>
+const BiasActTable<T>& table();
+template <>
+const BiasActTable<float>& table<float>() { return bias_act_table_f32(); }
+template <>
+const BiasActTable<double>& table<double>() { return bias_act_table_f64(); }
+
+struct Geometry {
+  int64_t N, C, S;
+};
+
+Geometry geometry(const at::Tensor& x) {
+  if (x.dim() < 2) return {1, 1, x.numel()};
+  int64_t S = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) S *= x.size(d);
+  return {x.size(0), x.size(1), S};
+}
+
+// T is float or double; b may be null (no bias).
+template <typename T>
+void forward(const T* x, const T* b, T* y, Geometry g, Act act, T alpha) {
+  const auto& tab = table<T>();
+  const int a = static_cast<int>(act);
+  const int64_t total = g.N * g.C * g.S;
+  if (b != nullptr && g.S == 1) {
+    const int64_t rows_per_task = std::max<int64_t>(1, kBlock / std::max<int64_t>(g.C, 1));
+    at::parallel_for(0, g.N, rows_per_task, [&](int64_t r0, int64_t r1) {
+      tab.fwd_rows[a](x + r0 * g.C, b, y + r0 * g.C, r1 - r0, g.C, alpha);
+    });
+    return;
+  }
+  at::parallel_for(0, total, kBlock, [&](int64_t i0, int64_t i1) {
+    // A task may start and end mid-plane; walk its plane segments.
+    for (int64_t i = i0; i < i1;) {
+      const int64_t plane = i / g.S;
+      const int64_t end = std::min(i1, (plane + 1) * g.S);
+      const T bias = b != nullptr ? b[plane % g.C] : T(0);
+      tab.fwd_plane[a](x + i, y + i, end - i, bias, alpha);
+      i = end;
+    }
+  });
+}
+
+// Returns nothing for grad_bias when b is null.
+template <typename T>
+void backward(const T* gr, const T* x, const T* b, T* gx, T* gb, Geometry g, Act act, T alpha) {
+  const auto& tab = table<T>();
+  const int a = static_cast<int>(act);
+  if (g.N * g.C * g.S == 0) {
+    if (gb != nullptr) std::fill(gb, gb + g.C, T(0));
+    return;
+  }
+  if (b != nullptr && g.S == 1) {
+    // Rows: each block of rows keeps its own column sums; blocks are summed in order after.
+    const int64_t rows_per_block = std::max<int64_t>(1, kBlock / g.C);
+    const int64_t nblocks = (g.N + rows_per_block - 1) / rows_per_block;
+    std::vector<T> partial(static_cast<size_t>(nblocks * g.C), T(0));
+    at::parallel_for(0, nblocks, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t r0 = k * rows_per_block;
+        const int64_t r1 = std::min(g.N, r0 + rows_per_block);
+        tab.bwd_rows[a](gr + r0 * g.C, x + r0 * g.C, b, gx + r0 * g.C, partial.data() + k * g.C,
+                        r1 - r0, g.C, alpha);
+      }
+    });
+    for (int64_t c = 0; c < g.C; ++c) gb[c] = T(0);
+    for (int64_t k = 0; k < nblocks; ++k)
+      for (int64_t c = 0; c < g.C; ++c) gb[c] += partial[k * g.C + c];
+    return;
+  }
+  // Planes, each cut into fixed-size pieces so that one long plane still uses every core.
+  const int64_t planes = g.N * g.C;
+  const int64_t pieces = (g.S + kBlock - 1) / kBlock;
+  std::vector<T> partial(static_cast<size_t>(b != nullptr ? planes * pieces : 0), T(0));
+  at::parallel_for(0, planes * pieces, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t plane = t / pieces, piece = t % pieces;
+      const int64_t s0 = piece * kBlock, s1 = std::min(g.S, s0 + kBlock);
+      const int64_t off = plane * g.S + s0;
+      const T bias = b != nullptr ? b[plane % g.C] : T(0);
+      const T sum = tab.bwd_plane[a](gr + off, x + off, gx + off, s1 - s0, bias, alpha);
+      if (b != nullptr) partial[t] = sum;
+    }
+  });
+  if (b == nullptr) return;
+  for (int64_t c = 0; c < g.C; ++c) gb[c] = T(0);
+  for (int64_t t = 0; t < planes * pieces; ++t) gb[(t / pieces) % g.C] += partial[t];
+}
+
+// float/double run directly; half and bfloat16 are computed in float (PyTorch's opmath type)
+// and rounded once at the end.
+template <typename F>
+void with_compute_type(const at::Tensor& x, F&& f) {
+  const auto st = x.scalar_type();
+  if (st == at::kDouble) {
+    f(double{});
+  } else {
+    f(float{});
+  }
+}
+
+at::Tensor to_compute(const at::Tensor& t) {
+  if (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16)
+    return t.to(at::kFloat).contiguous();
+  return t.contiguous();
+}
+
+at::Tensor bias_act_impl(const at::Tensor& x, const std::optional<at::Tensor>& bias,
+                         c10::string_view act_name, double alpha) {
+  const Act act = parse_act(std::string(act_name));
+  const at::Tensor xc = to_compute(x);
+  const at::Tensor bc = bias.has_value() ? to_compute(*bias) : at::Tensor();
+  at::Tensor y = at::empty(xc.sizes(), xc.options());
+  with_compute_type(xc, [&](auto zero) {
+    using T = decltype(zero);
+    forward<T>(xc.const_data_ptr<T>(), bc.defined() ? bc.const_data_ptr<T>() : nullptr,
+               y.mutable_data_ptr<T>(), geometry(xc), act, static_cast<T>(alpha));
+  });
+  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_act_backward_impl(const at::Tensor& grad,
+                                                          const at::Tensor& x,
+                                                          const std::optional<at::Tensor>& bias,
+                                                          c10::string_view act_name,
+                                                          double alpha) {
+  const Act act = parse_act(std::string(act_name));
+  const at::Tensor gc = to_compute(grad);
+  const at::Tensor xc = to_compute(x);
+  const at::Tensor bc = bias.has_value() ? to_compute(*bias) : at::Tensor();
+  at::Tensor gx = at::empty(xc.sizes(), xc.options());
+  const Geometry geo = geometry(xc);
+  at::Tensor gb = bc.defined() ? at::empty({geo.C}, bc.options()) : at::Tensor();
+  with_compute_type(xc, [&](auto zero) {
+    using T = decltype(zero);
+    backward<T>(gc.const_data_ptr<T>(), xc.const_data_ptr<T>(),
+                bc.defined() ? bc.const_data_ptr<T>() : nullptr, gx.mutable_data_ptr<T>(),
+                gb.defined() ? gb.mutable_data_ptr<T>() : nullptr, geo, act,
+                static_cast<T>(alpha));
+  });
+  if (gx.scalar_type() != x.scalar_type()) gx = gx.to(x.scalar_type());
+  if (gb.defined() && gb.scalar_type() != x.scalar_type()) gb = gb.to(x.scalar_type());
+  return {gx, gb};
+}
+
+at::Tensor activation_cpu(const at::Tensor& x, c10::string_view act, double alpha) {
+  check_float_tensor(x, "activation", "x");
+  return bias_act_impl(x, std::nullopt, act, alpha);
+}
+
+at::Tensor activation_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
+                                   c10::string_view act, double alpha) {
+  check_float_tensor(x, "activation_backward", "x");
+  check_same(grad, x, "activation_backward", "grad", "x");
+  return std::get<0>(bias_act_backward_impl(grad, x, std::nullopt, act, alpha));
+}
+
+at::Tensor bias_act_cpu(const at::Tensor& x, const at::Tensor& bias, c10::string_view act,
+                        double alpha) {
+  check_bias(x, bias, "bias_act");
+  return bias_act_impl(x, bias, act, alpha);
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad,
+                                                         const at::Tensor& x,
+                                                         const at::Tensor& bias,
+                                                         c10::string_view act, double alpha) {
+  check_bias(x, bias, "bias_act_backward");
+  check_same(grad, x, "bias_act_backward", "grad", "x");
+  return bias_act_backward_impl(grad, x, bias, act, alpha);
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace lightdl
+
+TORCH_LIBRARY_IMPL(lightdl, CPU, m) {
+  m.impl("activation", &lightdl::cpu::activation_cpu);
+  m.impl("activation_backward", &lightdl::cpu::activation_backward_cpu);
+  m.impl("bias_act", &lightdl::cpu::bias_act_cpu);
+  m.impl("bias_act_backward", &lightdl::cpu::bias_act_backward_cpu);
+}

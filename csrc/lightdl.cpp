@@ -1,0 +1,144 @@
+// The lightdl operator library: every op's schema, declared once. Device kernels live in
+// csrc/cpu/*.cpp and csrc/cuda/*.cu (TORCH_LIBRARY_IMPL); autograd formulas and fake kernels
+// are registered from Python (lightdl/ops/*.py). pybind11 is used only for build information.
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "checks.h"
+
+namespace lightdl {
+
+// fused_linear = one GEMM (the vendor BLAS via at::matmul/addmm) + our bias+activation
+// epilogue. Returns (out, preact): preact is the GEMM output without bias, which the backward
+// epilogue (bias_act_backward) needs; for act == identity nothing is needed and preact is an
+// empty tensor, so identity costs exactly one addmm.
+static std::tuple<at::Tensor, at::Tensor> fused_linear(const at::Tensor& x,
+                                                       const at::Tensor& weight,
+                                                       const std::optional<at::Tensor>& bias,
+                                                       c10::string_view act, double alpha) {
+  const char* op = "fused_linear";
+  check_float_tensor(x, op, "x");
+  TORCH_CHECK_VALUE(x.dim() >= 1, op, ": `x` must have at least 1 dim, got a scalar");
+  TORCH_CHECK_VALUE(weight.dim() == 2 && weight.size(1) == x.size(-1), op,
+                    ": `weight` must have shape (out_features, ", x.size(-1), "), got ",
+                    weight.sizes());
+  TORCH_CHECK_TYPE(weight.scalar_type() == x.scalar_type(), op, ": `weight` dtype ",
+                   weight.scalar_type(), " differs from `x` dtype ", x.scalar_type());
+  TORCH_CHECK_VALUE(weight.device() == x.device(), op, ": `weight` is on ", weight.device(),
+                    " but `x` is on ", x.device());
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) {
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == weight.size(0), op,
+                      ": `bias` must have shape (", weight.size(0), ",), got ", bias->sizes());
+    TORCH_CHECK_TYPE(bias->scalar_type() == x.scalar_type(), op, ": `bias` dtype ",
+                     bias->scalar_type(), " differs from `x` dtype ", x.scalar_type());
+    TORCH_CHECK_VALUE(bias->device() == x.device(), op, ": `bias` is on ", bias->device(),
+                      " but `x` is on ", x.device());
+  }
+  const Act a = parse_act(std::string(act));
+  auto out_sizes = x.sizes().vec();
+  out_sizes.back() = weight.size(0);
+  // Flatten leading dims: the epilogue sees a (rows, out_features) matrix, bias along dim 1.
+  at::Tensor x2 = x.reshape({-1, x.size(-1)});
+  if (a == Act::Identity) {
+    at::Tensor out = has_bias ? at::addmm(*bias, x2, weight.t()) : at::mm(x2, weight.t());
+    return {out.view(out_sizes), at::empty({0}, x.options())};
+  }
+  at::Tensor pre = at::mm(x2, weight.t());
+  static auto bias_act_op = c10::Dispatcher::singleton()
+                                .findSchemaOrThrow("lightdl::bias_act", "")
+                                .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                                  c10::string_view, double)>();
+  static auto act_op = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("lightdl::activation", "")
+                           .typed<at::Tensor(const at::Tensor&, c10::string_view, double)>();
+  at::Tensor out = has_bias ? bias_act_op.call(pre, *bias, act, alpha) : act_op.call(pre, act, alpha);
+  return {out.view(out_sizes), pre.view(out_sizes)};
+}
+
+// Autocast like the op whose epilogue this is (linear/conv): floating inputs are cast to the
+// autocast dtype the user chose (CPU: bfloat16 by default, CUDA: float16).
+template <c10::DeviceType DT>
+static at::Tensor bias_act_autocast(const at::Tensor& x, const at::Tensor& bias,
+                                    c10::string_view act, double alpha) {
+  c10::impl::ExcludeDispatchKeyGuard guard(at::autocast::get_autocast_dispatch_key_from_device_type(DT));
+  const auto dtype = at::autocast::get_lower_precision_fp_from_device_type(DT);
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::bias_act", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view,
+                                         double)>();
+  return op.call(at::autocast::cached_cast(dtype, x, DT), at::autocast::cached_cast(dtype, bias, DT),
+                 act, alpha);
+}
+
+template <c10::DeviceType DT>
+static std::tuple<at::Tensor, at::Tensor> fused_linear_autocast(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    c10::string_view act, double alpha) {
+  c10::impl::ExcludeDispatchKeyGuard guard(at::autocast::get_autocast_dispatch_key_from_device_type(DT));
+  const auto dtype = at::autocast::get_lower_precision_fp_from_device_type(DT);
+  std::optional<at::Tensor> b;
+  if (bias.has_value() && bias->defined()) b = at::autocast::cached_cast(dtype, *bias, DT);
+  // Through the dispatcher, so the autograd formula registered from Python still applies.
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::fused_linear", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                           c10::string_view, double)>();
+  return op.call(at::autocast::cached_cast(dtype, x, DT),
+                 at::autocast::cached_cast(dtype, weight, DT), b, act, alpha);
+}
+
+}  // namespace lightdl
+
+TORCH_LIBRARY(lightdl, m) {
+  // act(x), elementwise.
+  m.def("activation(Tensor x, str act, float alpha=0.01) -> Tensor");
+  // grad * act'(x)
+  m.def("activation_backward(Tensor grad, Tensor x, str act, float alpha=0.01) -> Tensor");
+  // act(x + bias[None, :, None, ...]); bias along dim 1.
+  m.def("bias_act(Tensor x, Tensor bias, str act, float alpha=0.01) -> Tensor");
+  // (grad_x, grad_bias) in one pass: grad_x = grad * act'(x + bias), grad_bias = sum of grad_x
+  // over every dim but 1.
+  m.def(
+      "bias_act_backward(Tensor grad, Tensor x, Tensor bias, str act, float alpha=0.01) -> "
+      "(Tensor, Tensor)");
+  // (act(x @ weight.T + bias), x @ weight.T)
+  m.def(
+      "fused_linear(Tensor x, Tensor weight, Tensor? bias, str act, float alpha=0.01) -> "
+      "(Tensor, Tensor)");
+}
+
+// Device-generic code, registered per device (not as a composite, so the fake kernel from
+// Python is the only Meta kernel): the GEMM goes to the vendor library of x's device (oneDNN /
+// MKL / OpenBLAS on CPU, cuBLAS on CUDA), the epilogue to our bias_act kernel.
+TORCH_LIBRARY_IMPL(lightdl, CPU, m) { m.impl("fused_linear", &lightdl::fused_linear); }
+TORCH_LIBRARY_IMPL(lightdl, CUDA, m) { m.impl("fused_linear", &lightdl::fused_linear); }
+
+TORCH_LIBRARY_IMPL(lightdl, AutocastCPU, m) {
+  m.impl("bias_act", &lightdl::bias_act_autocast<c10::DeviceType::CPU>);
+  m.impl("fused_linear", &lightdl::fused_linear_autocast<c10::DeviceType::CPU>);
+}
+
+TORCH_LIBRARY_IMPL(lightdl, AutocastCUDA, m) {
+  m.impl("bias_act", &lightdl::bias_act_autocast<c10::DeviceType::CUDA>);
+  m.impl("fused_linear", &lightdl::fused_linear_autocast<c10::DeviceType::CUDA>);
+}
+
+namespace lightdl {
+// Defined in csrc/cpu/isa.cpp: the best instruction set this CPU runs our kernels with.
+const char* cpu_isa();
+}  // namespace lightdl
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "lightdl compiled kernels; ops are in torch.ops.lightdl";
+#ifdef LIGHTDL_WITH_CUDA
+  m.attr("with_cuda") = true;
+#else
+  m.attr("with_cuda") = false;
+#endif
+  m.attr("compiler") = __VERSION__;
+  m.def("cpu_isa", &lightdl::cpu_isa, "instruction set the CPU kernels dispatch to");
+}

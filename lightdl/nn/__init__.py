@@ -1,0 +1,6 @@
+"""Drop-in replacements for torch.nn layers, running lightdl's fused ops."""
+
+from lightdl.nn.activation import Activation
+from lightdl.nn.linear import FusedLinear
+
+__all__ = ["Activation", "FusedLinear"]

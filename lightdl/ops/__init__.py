@@ -1,0 +1,25 @@
+"""Functional ops with fused native kernels (torch.ops.lightdl) and pure-PyTorch references.
+
+Each op works with autograd, torch.compile (no graph break), autocast and DDP. Select the
+implementation with `use_backend("native" | "reference")`.
+"""
+
+from lightdl.ops._acts import ACTIVATIONS, FORWARD_ONLY
+from lightdl.ops._backend import BACKENDS, build_info, get_backend, use_backend
+from lightdl.ops.bias_act import activation, activation_reference, bias_act, bias_act_reference
+from lightdl.ops.linear import fused_linear, fused_linear_reference
+
+__all__ = [
+    "ACTIVATIONS",
+    "BACKENDS",
+    "FORWARD_ONLY",
+    "activation",
+    "activation_reference",
+    "bias_act",
+    "bias_act_reference",
+    "build_info",
+    "fused_linear",
+    "fused_linear_reference",
+    "get_backend",
+    "use_backend",
+]

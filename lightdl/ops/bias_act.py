@@ -1,0 +1,132 @@
+"""`activation(x, act)` and `bias_act(x, bias, act)`: an activation, optionally after adding a
+per-channel bias, in one pass over memory forward and one backward.
+
+This file holds the public functions, their pure-PyTorch references (the fallback and the test
+oracle), and the autograd formulas and fake kernels of torch.ops.lightdl.activation/bias_act.
+Autocast is handled in C++ (csrc/lightdl.cpp): bias_act casts like the linear/conv op whose
+epilogue it is; activation runs in its input dtype like torch's own activations.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lightdl.ops import _backend
+from lightdl.ops._acts import apply_reference, check_act
+from lightdl.ops._checks import autocast_active, check_float, check_like, check_tensor
+
+
+def activation_reference(x: torch.Tensor, act: str, alpha: float = 0.01) -> torch.Tensor:
+    """Pure-PyTorch `act(x)`."""
+    return apply_reference(x, act, alpha)
+
+
+def bias_act_reference(
+    x: torch.Tensor, bias: torch.Tensor, act: str, alpha: float = 0.01
+) -> torch.Tensor:
+    """Pure-PyTorch `act(x + bias)`, bias broadcast along dim 1."""
+    if autocast_active(x):  # mirror the native op's autocast rule (cast both, like linear)
+        dtype = torch.get_autocast_dtype(x.device.type)
+        x, bias = x.to(dtype), bias.to(dtype)
+    shape = [1] * x.dim()
+    shape[1] = -1
+    return apply_reference(x + bias.view(shape), act, alpha)
+
+
+def activation(x: torch.Tensor, act: str, alpha: float = 0.01) -> torch.Tensor:
+    """Apply activation `act` elementwise.
+
+    Args:
+        x: any shape, floating dtype.
+        act: one of lightdl.ops.ACTIVATIONS.
+        alpha: negative slope of leaky_relu (ignored otherwise).
+    Returns:
+        Tensor of x's shape and dtype (contiguous).
+    """
+    check_tensor(x, "x", "activation")
+    check_act(act, "activation")
+    alpha = check_float(alpha, "alpha", "activation")
+    if _backend.use_native(x):
+        return torch.ops.lightdl.activation(x, act, alpha)
+    return activation_reference(x, act, alpha)
+
+
+def bias_act(x: torch.Tensor, bias: torch.Tensor, act: str, alpha: float = 0.01) -> torch.Tensor:
+    """`act(x + bias)` with the bias broadcast along dim 1 (the channel/feature dim).
+
+    Args:
+        x: (N, C, *) — a linear output (N, C) or a conv output (N, C, L) / (N, C, H, W).
+        bias: (C,), same dtype and device as x.
+        act: one of lightdl.ops.ACTIVATIONS; alpha: leaky_relu's negative slope.
+    Returns:
+        (N, C, *) tensor of x's dtype.
+    """
+    check_tensor(x, "x", "bias_act", min_dim=2)
+    check_tensor(bias, "bias", "bias_act")
+    if bias.dim() != 1 or bias.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"bias_act: `bias` must have shape ({x.shape[1]},) to match x.shape[1], "
+            f"got {tuple(bias.shape)}"
+        )
+    check_like(bias, x, "bias", "x", "bias_act")
+    check_act(act, "bias_act")
+    alpha = check_float(alpha, "alpha", "bias_act")
+    if _backend.use_native(x):
+        return torch.ops.lightdl.bias_act(x, bias, act, alpha)
+    return bias_act_reference(x, bias, act, alpha)
+
+
+def _register() -> None:
+    """Autograd formulas and fake kernels of the compiled ops (only when they exist)."""
+    lib = torch.ops.lightdl
+
+    @torch.library.register_fake("lightdl::activation")
+    def _(x, act, alpha=0.01):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("lightdl::activation_backward")
+    def _(grad, x, act, alpha=0.01):
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("lightdl::bias_act")
+    def _(x, bias, act, alpha=0.01):
+        torch._check(bias.dim() == 1 and bias.shape[0] == x.shape[1], lambda: "bias_act: bad bias shape")
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("lightdl::bias_act_backward")
+    def _(grad, x, bias, act, alpha=0.01):
+        return (
+            torch.empty_like(x, memory_format=torch.contiguous_format),
+            torch.empty_like(bias, memory_format=torch.contiguous_format),
+        )
+
+    def _act_setup(ctx, inputs, output):
+        x, act, alpha = (*inputs, 0.01)[:3]  # alpha is left out when the caller used its default
+        ctx.save_for_backward(x)
+        ctx.act, ctx.alpha = act, alpha
+
+    def _act_backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return lib.activation_backward(grad, x, ctx.act, ctx.alpha), None, None
+
+    torch.library.register_autograd(
+        "lightdl::activation", _act_backward, setup_context=_act_setup
+    )
+
+    def _bias_act_setup(ctx, inputs, output):
+        x, bias, act, alpha = (*inputs, 0.01)[:4]
+        ctx.save_for_backward(x, bias)
+        ctx.act, ctx.alpha = act, alpha
+
+    def _bias_act_backward(ctx, grad):
+        x, bias = ctx.saved_tensors
+        grad_x, grad_bias = lib.bias_act_backward(grad, x, bias, ctx.act, ctx.alpha)
+        return grad_x, grad_bias, None, None
+
+    torch.library.register_autograd(
+        "lightdl::bias_act", _bias_act_backward, setup_context=_bias_act_setup
+    )
+
+
+if _backend._C is not None:
+    _register()
