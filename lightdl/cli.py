@@ -1,0 +1,46 @@
+"""The `lightdl` command.
+
+    lightdl info                      versions, backend, where the native kernels run
+    lightdl data describe ...         class balance, lengths and example plots of a data set
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: lightdl <command> [args]
+
+commands:
+  info             versions, the active backend, and which devices run the native kernels
+  data describe    summarise a data set (class balance, lengths) and plot examples per class
+
+`lightdl <command> --help` for a command's options.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "info":
+        if rest and rest[0] in ("-h", "--help"):
+            print("usage: lightdl info\n\nPrints versions, the backend and the devices of lightdl's kernels.")
+            return 0
+        from lightdl.info import main as info_main
+
+        return info_main()
+    if command == "data":
+        if not rest or rest[0] != "describe":
+            print("usage: lightdl data describe [args]  (lightdl data describe --help)", file=sys.stderr)
+            return 2
+        from lightdl.data.describe import main as describe_main
+
+        return describe_main(rest[1:])
+    print(f"lightdl: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
