@@ -140,6 +140,7 @@ struct ActMath<Act::Sign> {
 }  // namespace
 }  // namespace lightdl
 
+// (TORCH_CHECK: users of the macro include c10/util/Exception.h.)
 // Runs `__VA_ARGS__` with `constexpr lightdl::Act ACT` bound to the runtime value `act`.
 #define LIGHTDL_ACT_CASE(NAME, ...)                       \
   case ::lightdl::Act::NAME: {                            \
@@ -160,4 +161,6 @@ struct ActMath<Act::Sign> {
     LIGHTDL_ACT_CASE(SiLU, __VA_ARGS__)                   \
     LIGHTDL_ACT_CASE(Step, __VA_ARGS__)                   \
     LIGHTDL_ACT_CASE(Sign, __VA_ARGS__)                   \
+    default:                                              \
+      TORCH_CHECK(false, "lightdl: invalid activation id ", static_cast<int>(act)); \
   }

@@ -26,6 +26,7 @@ inline Act parse_act(const std::string& name) {
   TORCH_CHECK_VALUE(false, "lightdl: unknown activation act='", name,
                     "'; expected one of identity, relu, leaky_relu, sigmoid, tanh, gelu, "
                     "gelu_tanh, silu, step, sign");
+  return Act::Identity;  // unreachable
 }
 
 inline void check_float_tensor(const at::Tensor& t, const char* op, const char* arg) {

@@ -15,7 +15,6 @@
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define LIGHTDL_HD __host__ __device__ __forceinline__
-#define LIGHTDL_DEVICE_PASS 1
 #else
 #define LIGHTDL_HD inline __attribute__((always_inline))
 #endif
