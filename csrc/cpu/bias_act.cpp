@@ -26,6 +26,13 @@ namespace {
 // Elements per parallel task: big enough to hide the scheduling cost, small enough that two
 // cores share a 1M-element tensor evenly.
 constexpr int64_t kBlock = 1 << 15;
+// Planes shorter than this are handled as rows of C*S elements with the bias expanded to
+// C*S values: a call of the inner loop per (n, c) plane would cost more than its work.
+constexpr int64_t kMinPlane = 256;
+// The row path's grad_bias partial sums: the rows are cut into at most this many contiguous
+// chunks, a number fixed by the shape alone (not by the thread count, for reproducibility),
+// each with its own accumulator row, summed in chunk order at the end.
+constexpr int64_t kMaxRowChunks = 32;
 
 template <typename T>
 const BiasActTable<T>& table();
@@ -45,24 +52,36 @@ Geometry geometry(const at::Tensor& x) {
   return {x.size(0), x.size(1), S};
 }
 
-// T is float or double; b may be null (no bias).
+// The bias as a row of C*S values (b[c] repeated S times), for the row path.
+template <typename T>
+std::vector<T> expand_bias(const T* b, Geometry g) {
+  std::vector<T> row(static_cast<size_t>(g.C * g.S));
+  for (int64_t c = 0; c < g.C; ++c) std::fill_n(row.data() + c * g.S, g.S, b[c]);
+  return row;
+}
+
+// T is float or double; b may be null (no bias: the tensor is one flat plane).
 template <typename T>
 void forward(const T* x, const T* b, T* y, Geometry g, Act act, T alpha) {
   const auto& tab = table<T>();
   const int a = static_cast<int>(act);
   const int64_t total = g.N * g.C * g.S;
-  if (b != nullptr && g.S == 1) {
-    const int64_t rows_per_task = std::max<int64_t>(1, kBlock / std::max<int64_t>(g.C, 1));
+  if (b != nullptr && g.S < kMinPlane) {
+    const std::vector<T> row = g.S == 1 ? std::vector<T>() : expand_bias(b, g);
+    const T* br = g.S == 1 ? b : row.data();
+    const int64_t R = g.C * g.S;
+    const int64_t rows_per_task = std::max<int64_t>(1, kBlock / std::max<int64_t>(R, 1));
     at::parallel_for(0, g.N, rows_per_task, [&](int64_t r0, int64_t r1) {
-      tab.fwd_rows[a](x + r0 * g.C, b, y + r0 * g.C, r1 - r0, g.C, alpha);
+      tab.fwd_rows[a](x + r0 * R, br, y + r0 * R, r1 - r0, R, alpha);
     });
     return;
   }
+  const int64_t S = b != nullptr ? g.S : total;
   at::parallel_for(0, total, kBlock, [&](int64_t i0, int64_t i1) {
     // A task may start and end mid-plane; walk its plane segments.
     for (int64_t i = i0; i < i1;) {
-      const int64_t plane = i / g.S;
-      const int64_t end = std::min(i1, (plane + 1) * g.S);
+      const int64_t plane = i / S;
+      const int64_t end = std::min(i1, (plane + 1) * S);
       const T bias = b != nullptr ? b[plane % g.C] : T(0);
       tab.fwd_plane[a](x + i, y + i, end - i, bias, alpha);
       i = end;
@@ -70,48 +89,58 @@ void forward(const T* x, const T* b, T* y, Geometry g, Act act, T alpha) {
   });
 }
 
-// Returns nothing for grad_bias when b is null.
+// gb is written only when b is given.
 template <typename T>
 void backward(const T* gr, const T* x, const T* b, T* gx, T* gb, Geometry g, Act act, T alpha) {
   const auto& tab = table<T>();
   const int a = static_cast<int>(act);
-  if (g.N * g.C * g.S == 0) {
+  const int64_t total = g.N * g.C * g.S;
+  if (total == 0) {
     if (gb != nullptr) std::fill(gb, gb + g.C, T(0));
     return;
   }
-  if (b != nullptr && g.S == 1) {
-    // Rows: each block of rows keeps its own column sums; blocks are summed in order after.
-    const int64_t rows_per_block = std::max<int64_t>(1, kBlock / g.C);
-    const int64_t nblocks = (g.N + rows_per_block - 1) / rows_per_block;
-    std::vector<T> partial(static_cast<size_t>(nblocks * g.C), T(0));
-    at::parallel_for(0, nblocks, 1, [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k) {
-        const int64_t r0 = k * rows_per_block;
-        const int64_t r1 = std::min(g.N, r0 + rows_per_block);
-        tab.bwd_rows[a](gr + r0 * g.C, x + r0 * g.C, b, gx + r0 * g.C, partial.data() + k * g.C,
-                        r1 - r0, g.C, alpha);
-      }
+  if (b == nullptr) {  // one flat plane; the sum bwd_plane returns is not needed
+    at::parallel_for(0, total, kBlock, [&](int64_t i0, int64_t i1) {
+      tab.bwd_plane[a](gr + i0, x + i0, gx + i0, i1 - i0, T(0), alpha);
     });
-    for (int64_t c = 0; c < g.C; ++c) gb[c] = T(0);
-    for (int64_t k = 0; k < nblocks; ++k)
-      for (int64_t c = 0; c < g.C; ++c) gb[c] += partial[k * g.C + c];
     return;
   }
-  // Planes, each cut into fixed-size pieces so that one long plane still uses every core.
+  if (g.S < kMinPlane) {
+    // Rows of R = C*S: each chunk of rows sums its columns into its own accumulator row.
+    const std::vector<T> row = g.S == 1 ? std::vector<T>() : expand_bias(b, g);
+    const T* br = g.S == 1 ? b : row.data();
+    const int64_t R = g.C * g.S;
+    const int64_t min_rows = std::max<int64_t>(1, kBlock / R);
+    const int64_t chunks = std::max<int64_t>(1, std::min(kMaxRowChunks, g.N / min_rows));
+    std::vector<T> partial(static_cast<size_t>(chunks * R), T(0));
+    at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t r0 = g.N * k / chunks, r1 = g.N * (k + 1) / chunks;
+        tab.bwd_rows[a](gr + r0 * R, x + r0 * R, br, gx + r0 * R, partial.data() + k * R,
+                        r1 - r0, R, alpha);
+      }
+    });
+    for (int64_t k = 1; k < chunks; ++k)
+      for (int64_t j = 0; j < R; ++j) partial[j] += partial[k * R + j];
+    for (int64_t c = 0; c < g.C; ++c) {
+      T sum = T(0);
+      for (int64_t s = 0; s < g.S; ++s) sum += partial[c * g.S + s];
+      gb[c] = sum;
+    }
+    return;
+  }
+  // Long planes, each cut into fixed-size pieces so that one long plane still uses every core.
   const int64_t planes = g.N * g.C;
   const int64_t pieces = (g.S + kBlock - 1) / kBlock;
-  std::vector<T> partial(static_cast<size_t>(b != nullptr ? planes * pieces : 0), T(0));
+  std::vector<T> partial(static_cast<size_t>(planes * pieces), T(0));
   at::parallel_for(0, planes * pieces, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t plane = t / pieces, piece = t % pieces;
       const int64_t s0 = piece * kBlock, s1 = std::min(g.S, s0 + kBlock);
       const int64_t off = plane * g.S + s0;
-      const T bias = b != nullptr ? b[plane % g.C] : T(0);
-      const T sum = tab.bwd_plane[a](gr + off, x + off, gx + off, s1 - s0, bias, alpha);
-      if (b != nullptr) partial[t] = sum;
+      partial[t] = tab.bwd_plane[a](gr + off, x + off, gx + off, s1 - s0, b[plane % g.C], alpha);
     }
   });
-  if (b == nullptr) return;
   for (int64_t c = 0; c < g.C; ++c) gb[c] = T(0);
   for (int64_t t = 0; t < planes * pieces; ++t) gb[(t / pieces) % g.C] += partial[t];
 }

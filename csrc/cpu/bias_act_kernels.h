@@ -65,16 +65,17 @@ T bwd_plane(const T* __restrict g, const T* __restrict x, T* __restrict gx, int6
 }
 
 // gx[r, c] = g[r, c] * act'(x[r, c] + b[c]); acc[c] += sum over the rows of gx[:, c].
+// Two simple loops per row (the second re-reads the row it just wrote, from L1) vectorise
+// better than one loop that also read-modify-writes acc.
 template <Act A, typename T>
 void bwd_rows(const T* __restrict g, const T* __restrict x, const T* __restrict b,
               T* __restrict gx, T* __restrict acc, int64_t rows, int64_t C, T alpha) {
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t o = r * C;
-    for (int64_t c = 0; c < C; ++c) {
-      T v = g[o + c] * ActMath<A>::grad(x[o + c] + b[c], alpha);
-      gx[o + c] = v;
-      acc[c] += v;
-    }
+    const T* gr = g + r * C;
+    const T* xr = x + r * C;
+    T* out = gx + r * C;
+    for (int64_t c = 0; c < C; ++c) out[c] = gr[c] * ActMath<A>::grad(xr[c] + b[c], alpha);
+    for (int64_t c = 0; c < C; ++c) acc[c] += out[c];
   }
 }
 
