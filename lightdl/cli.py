@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """usage: lightdl <command> [args]
@@ -19,7 +20,18 @@ commands:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Run a command; a user error (bad argument, missing or malformed file) prints one line
+    and exits 2. LIGHTDL_DEBUG=1 shows the traceback instead."""
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except (ValueError, TypeError, OSError, KeyError) as exc:  # DataError is a ValueError
+        if os.environ.get("LIGHTDL_DEBUG") == "1":
+            raise
+        print(f"lightdl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0
