@@ -23,12 +23,22 @@ enum class Act : int {
   SiLU,
   Step,
   Sign,
+  // Backward-only variants whose kernels receive the forward *output* y instead of the input:
+  // sigmoid' = y (1 - y) and tanh' = 1 - y^2 need no exp or division, which is what makes
+  // these backward passes compute-bound otherwise. Their absolute error is a few eps (as in
+  // PyTorch's own kernels, which work the same way).
+  SigmoidFromOutput,
+  TanhFromOutput,
 };
 
 namespace {
 
 template <Act A>
 struct ActMath;
+
+// Whether ActMath<A>::grad takes the forward output (and so no bias is added to its argument).
+template <Act A>
+constexpr bool kGradFromOutput = A == Act::SigmoidFromOutput || A == Act::TanhFromOutput;
 
 
 template <>
@@ -75,6 +85,24 @@ template <>
 struct ActMath<Act::Tanh> {
   template <typename T> static LIGHTDL_HD T fwd(T x, T) { return fm::tanh(x); }
   template <typename T> static LIGHTDL_HD T grad(T x, T) { return sech2(x); }
+};
+
+// The argument of ActMath<A>::grad: x + bias, or the forward output itself.
+template <Act A, typename T>
+LIGHTDL_HD T grad_arg(T x, T bias) {
+  return kGradFromOutput<A> ? x : x + bias;
+}
+
+template <>
+struct ActMath<Act::SigmoidFromOutput> {
+  template <typename T> static LIGHTDL_HD T fwd(T y, T) { return y; }  // never used
+  template <typename T> static LIGHTDL_HD T grad(T y, T) { return y * (T(1) - y); }
+};
+
+template <>
+struct ActMath<Act::TanhFromOutput> {
+  template <typename T> static LIGHTDL_HD T fwd(T y, T) { return y; }  // never used
+  template <typename T> static LIGHTDL_HD T grad(T y, T) { return T(1) - y * y; }
 };
 
 // GELU, erf form: x * Phi(x), Phi the standard normal CDF.
@@ -151,6 +179,22 @@ struct ActMath<Act::Sign> {
 
 #define LIGHTDL_DISPATCH_ACT(act, ...)                    \
   switch (act) {                                          \
+    LIGHTDL_ACT_CASES(__VA_ARGS__)                        \
+    default:                                              \
+      TORCH_CHECK(false, "lightdl: invalid activation id ", static_cast<int>(act)); \
+  }
+
+// The same, plus the backward-only *FromOutput variants.
+#define LIGHTDL_DISPATCH_ACT_BACKWARD(act, ...)           \
+  switch (act) {                                          \
+    LIGHTDL_ACT_CASES(__VA_ARGS__)                        \
+    LIGHTDL_ACT_CASE(SigmoidFromOutput, __VA_ARGS__)      \
+    LIGHTDL_ACT_CASE(TanhFromOutput, __VA_ARGS__)         \
+    default:                                              \
+      TORCH_CHECK(false, "lightdl: invalid activation id ", static_cast<int>(act)); \
+  }
+
+#define LIGHTDL_ACT_CASES(...)                            \
     LIGHTDL_ACT_CASE(Identity, __VA_ARGS__)               \
     LIGHTDL_ACT_CASE(ReLU, __VA_ARGS__)                   \
     LIGHTDL_ACT_CASE(LeakyReLU, __VA_ARGS__)              \
@@ -160,7 +204,4 @@ struct ActMath<Act::Sign> {
     LIGHTDL_ACT_CASE(GELUTanh, __VA_ARGS__)               \
     LIGHTDL_ACT_CASE(SiLU, __VA_ARGS__)                   \
     LIGHTDL_ACT_CASE(Step, __VA_ARGS__)                   \
-    LIGHTDL_ACT_CASE(Sign, __VA_ARGS__)                   \
-    default:                                              \
-      TORCH_CHECK(false, "lightdl: invalid activation id ", static_cast<int>(act)); \
-  }
+    LIGHTDL_ACT_CASE(Sign, __VA_ARGS__)

@@ -29,6 +29,16 @@ inline Act parse_act(const std::string& name) {
   return Act::Identity;  // unreachable
 }
 
+// The backward variant that takes the forward output instead of the input (see
+// Act::SigmoidFromOutput); only sigmoid and tanh have one.
+inline Act from_output(Act a, const char* op) {
+  if (a == Act::Sigmoid) return Act::SigmoidFromOutput;
+  if (a == Act::Tanh) return Act::TanhFromOutput;
+  TORCH_CHECK_VALUE(false, op, ": x_is_output=True is only supported for act='sigmoid' and "
+                    "act='tanh'");
+  return a;  // unreachable
+}
+
 inline void check_float_tensor(const at::Tensor& t, const char* op, const char* arg) {
   TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op, ": `", arg,
                    "` must be float32, float64, float16 or bfloat16, got ", t.scalar_type());

@@ -96,15 +96,18 @@ static std::tuple<at::Tensor, at::Tensor> fused_linear_autocast(
 TORCH_LIBRARY(lightdl, m) {
   // act(x), elementwise.
   m.def("activation(Tensor x, str act, float alpha=0.01) -> Tensor");
-  // grad * act'(x)
-  m.def("activation_backward(Tensor grad, Tensor x, str act, float alpha=0.01) -> Tensor");
+  // grad * act'(x). With x_is_output (sigmoid and tanh only), `x` is the forward output y
+  // and the derivative is taken from it (y(1-y), 1-y^2): no exp or division.
+  m.def(
+      "activation_backward(Tensor grad, Tensor x, str act, float alpha=0.01, "
+      "bool x_is_output=False) -> Tensor");
   // act(x + bias[None, :, None, ...]); bias along dim 1.
   m.def("bias_act(Tensor x, Tensor bias, str act, float alpha=0.01) -> Tensor");
   // (grad_x, grad_bias) in one pass: grad_x = grad * act'(x + bias), grad_bias = sum of grad_x
-  // over every dim but 1.
+  // over every dim but 1. x_is_output as for activation_backward (then `x` is act(x + bias)).
   m.def(
-      "bias_act_backward(Tensor grad, Tensor x, Tensor bias, str act, float alpha=0.01) -> "
-      "(Tensor, Tensor)");
+      "bias_act_backward(Tensor grad, Tensor x, Tensor bias, str act, float alpha=0.01, "
+      "bool x_is_output=False) -> (Tensor, Tensor)");
   // (act(x @ weight.T + bias), x @ weight.T)
   m.def(
       "fused_linear(Tensor x, Tensor weight, Tensor? bias, str act, float alpha=0.01) -> "

@@ -197,6 +197,31 @@ def test_bad_inputs_name_the_argument():
         activation(x, "leaky_relu", alpha="0.1")
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_backward_from_output(act, dtype, device):
+    """sigmoid/tanh backward from the saved output y (what autograd uses for them in float32
+    and float64; half types keep the input, their rounded output is too coarse)."""
+    x = signal((6, 9, 300), dtype, device)
+    b = signal((9,), dtype, device)
+    g = signal(x.shape, dtype, device)
+    y = torch.ops.lightdl.bias_act(x, b, act, 0.01)
+    gx, gb = torch.ops.lightdl.bias_act_backward(g, y, b, act, 0.01, True)
+    _, rgx, rgb = _reference_grads(x, b, act, 0.01, g)
+    _assert_grad_close(gx, rgx, g, dtype)
+    _assert_bias_grad_close(gb, rgb, rgx, dtype)
+    gx2 = torch.ops.lightdl.activation_backward(g, y, act, 0.01, True)
+    torch.testing.assert_close(gx2, gx, rtol=0, atol=0)
+    torch.library.opcheck(torch.ops.lightdl.bias_act_backward.default, (g, y, b, act, 0.01, True))
+
+
+def test_backward_from_output_only_for_sigmoid_and_tanh():
+    x = torch.randn(4, 6)
+    with pytest.raises(ValueError, match="x_is_output=True is only supported for act='sigmoid'"):
+        torch.ops.lightdl.bias_act_backward(x, x, torch.randn(6), "gelu", 0.01, True)
+
+
 def test_direct_op_calls_are_checked_in_cpp():
     """torch.ops.lightdl.* bypass the Python checks; the C++ ones must still refuse."""
     x = torch.randn(4, 6)

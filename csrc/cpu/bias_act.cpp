@@ -181,8 +181,10 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_impl(const at::Tensor& grad
                                                           const at::Tensor& x,
                                                           const std::optional<at::Tensor>& bias,
                                                           c10::string_view act_name,
-                                                          double alpha) {
-  const Act act = parse_act(std::string(act_name));
+                                                          double alpha, bool x_is_output,
+                                                          const char* op) {
+  Act act = parse_act(std::string(act_name));
+  if (x_is_output) act = from_output(act, op);
   const at::Tensor gc = to_compute(grad);
   const at::Tensor xc = to_compute(x);
   const at::Tensor bc = bias.has_value() ? to_compute(*bias) : at::Tensor();
@@ -207,10 +209,11 @@ at::Tensor activation_cpu(const at::Tensor& x, c10::string_view act, double alph
 }
 
 at::Tensor activation_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
-                                   c10::string_view act, double alpha) {
+                                   c10::string_view act, double alpha, bool x_is_output) {
   check_float_tensor(x, "activation_backward", "x");
   check_same(grad, x, "activation_backward", "grad", "x");
-  return std::get<0>(bias_act_backward_impl(grad, x, std::nullopt, act, alpha));
+  return std::get<0>(bias_act_backward_impl(grad, x, std::nullopt, act, alpha, x_is_output,
+                                            "activation_backward"));
 }
 
 at::Tensor bias_act_cpu(const at::Tensor& x, const at::Tensor& bias, c10::string_view act,
@@ -222,10 +225,11 @@ at::Tensor bias_act_cpu(const at::Tensor& x, const at::Tensor& bias, c10::string
 std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad,
                                                          const at::Tensor& x,
                                                          const at::Tensor& bias,
-                                                         c10::string_view act, double alpha) {
+                                                         c10::string_view act, double alpha,
+                                                         bool x_is_output) {
   check_bias(x, bias, "bias_act_backward");
   check_same(grad, x, "bias_act_backward", "grad", "x");
-  return bias_act_backward_impl(grad, x, bias, act, alpha);
+  return bias_act_backward_impl(grad, x, bias, act, alpha, x_is_output, "bias_act_backward");
 }
 
 }  // namespace

@@ -54,7 +54,8 @@ T bwd_plane(const T* __restrict g, const T* __restrict x, T* __restrict gx, int6
     const T* gc = g + i0;
     const T* xc = x + i0;
     T* out = gx + i0;
-    for (int64_t i = 0; i < len; ++i) out[i] = gc[i] * ActMath<A>::grad(xc[i] + b, alpha);
+    for (int64_t i = 0; i < len; ++i)
+      out[i] = gc[i] * ActMath<A>::grad(grad_arg<A>(xc[i], b), alpha);
     int64_t i = 0;
     for (; i + kLanes <= len; i += kLanes)
       for (int k = 0; k < kLanes; ++k) lanes[k] += out[i + k];
@@ -74,7 +75,8 @@ void bwd_rows(const T* __restrict g, const T* __restrict x, const T* __restrict 
     const T* gr = g + r * C;
     const T* xr = x + r * C;
     T* out = gx + r * C;
-    for (int64_t c = 0; c < C; ++c) out[c] = gr[c] * ActMath<A>::grad(xr[c] + b[c], alpha);
+    for (int64_t c = 0; c < C; ++c)
+      out[c] = gr[c] * ActMath<A>::grad(grad_arg<A>(xr[c], b[c]), alpha);
     for (int64_t c = 0; c < C; ++c) acc[c] += out[c];
   }
 }
@@ -97,6 +99,8 @@ BiasActTable<T> make_table() {
   LIGHTDL_FILL(SiLU)
   LIGHTDL_FILL(Step)
   LIGHTDL_FILL(Sign)
+  LIGHTDL_FILL(SigmoidFromOutput)
+  LIGHTDL_FILL(TanhFromOutput)
 #undef LIGHTDL_FILL
   return t;
 }

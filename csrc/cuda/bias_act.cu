@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
             for (int e = 0; e < VEC; ++e) {
               const acc_t v = static_cast<acc_t>(gin[u].v[e]) *
-                              ActMath<A>::grad(static_cast<acc_t>(xin[u].v[e]) + b, alpha);
+                              ActMath<A>::grad(grad_arg<A>(static_cast<acc_t>(xin[u].v[e]), b), alpha);
               s += v;
               out.v[e] = static_cast<scalar_t>(v);
             }
@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(kThreads)
       if (g.tail > 0 && p == 0 && blockIdx.y == 0 && threadIdx.x == 0) {
         for (int64_t i = g.Sv * VEC; i < g.Sv * VEC + g.tail; ++i) {
           const acc_t v = static_cast<acc_t>(grad[i]) *
-                          ActMath<A>::grad(static_cast<acc_t>(x[i]) + b, alpha);
+                          ActMath<A>::grad(grad_arg<A>(static_cast<acc_t>(x[i]), b), alpha);
           s += v;
           gx[i] = static_cast<scalar_t>(v);
         }
@@ -320,7 +320,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
           for (int e = 0; e < VEC; ++e) {
             const acc_t v = static_cast<acc_t>(gin[u].v[e]) *
-                            ActMath<A>::grad(static_cast<acc_t>(xin[u].v[e]) + b[e], alpha);
+                            ActMath<A>::grad(grad_arg<A>(static_cast<acc_t>(xin[u].v[e]), b[e]), alpha);
             acc[e] += v;
             out.v[e] = static_cast<scalar_t>(v);
           }
@@ -556,7 +556,7 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& bia
         ws = at::empty({l.g.P * l.g.K}, x.options().dtype(acc_dtype));
         wp = ws.mutable_data_ptr<acc_t>();
       }
-      LIGHTDL_DISPATCH_ACT(act, [&] {
+      LIGHTDL_DISPATCH_ACT_BACKWARD(act, [&] {
         if (vec)
           plane_bwd_kernel<ACT, scalar_t, V, 1>
               <<<l.grid, l.block, 0, stream>>>(gp, xp, bp, op, wp, l.g, a);
@@ -575,7 +575,7 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& bia
       at::Tensor ws =
           at::empty({static_cast<int64_t>(l.grid.y) * g.C}, x.options().dtype(acc_dtype));
       acc_t* wp = ws.mutable_data_ptr<acc_t>();
-      LIGHTDL_DISPATCH_ACT(act, [&] {
+      LIGHTDL_DISPATCH_ACT_BACKWARD(act, [&] {
         if (vec)
           col_bwd_kernel<ACT, scalar_t, V, 1>
               <<<l.grid, l.block, 0, stream>>>(gp, xp, bp, op, wp, g.N, l.Cv, a);
@@ -606,8 +606,10 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_impl(const at::Tensor& grad
                                                           const at::Tensor& x,
                                                           const at::Tensor& bias,
                                                           c10::string_view act_name,
-                                                          double alpha) {
-  const Act act = parse_act(std::string(act_name));
+                                                          double alpha, bool x_is_output,
+                                                          const char* op) {
+  Act act = parse_act(std::string(act_name));
+  if (x_is_output) act = from_output(act, op);
   c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor gc = grad.contiguous();
   const at::Tensor xc = x.contiguous();
@@ -629,10 +631,11 @@ at::Tensor activation_cuda(const at::Tensor& x, c10::string_view act, double alp
 }
 
 at::Tensor activation_backward_cuda(const at::Tensor& grad, const at::Tensor& x,
-                                    c10::string_view act, double alpha) {
+                                    c10::string_view act, double alpha, bool x_is_output) {
   check_float_tensor(x, "activation_backward", "x");
   check_same(grad, x, "activation_backward", "grad", "x");
-  return std::get<0>(bias_act_backward_impl(grad, x, at::Tensor(), act, alpha));
+  return std::get<0>(bias_act_backward_impl(grad, x, at::Tensor(), act, alpha, x_is_output,
+                                            "activation_backward"));
 }
 
 at::Tensor bias_act_cuda(const at::Tensor& x, const at::Tensor& bias, c10::string_view act,
@@ -644,10 +647,11 @@ at::Tensor bias_act_cuda(const at::Tensor& x, const at::Tensor& bias, c10::strin
 std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad,
                                                           const at::Tensor& x,
                                                           const at::Tensor& bias,
-                                                          c10::string_view act, double alpha) {
+                                                          c10::string_view act, double alpha,
+                                                          bool x_is_output) {
   check_bias(x, bias, "bias_act_backward");
   check_same(grad, x, "bias_act_backward", "grad", "x");
-  return bias_act_backward_impl(grad, x, bias, act, alpha);
+  return bias_act_backward_impl(grad, x, bias, act, alpha, x_is_output, "bias_act_backward");
 }
 
 }  // namespace

@@ -28,6 +28,16 @@ ACTIVATIONS: tuple[str, ...] = (
 FORWARD_ONLY: tuple[str, ...] = ("step", "sign")
 
 
+# Activations whose derivative the backward takes from the forward output (y(1-y), 1-y^2):
+# the output is saved instead of the input, and the backward needs no exp or division.
+# Only for float32/float64 outputs: a float16/bfloat16 output is rounded too coarsely for it.
+GRAD_FROM_OUTPUT: tuple[str, ...] = ("sigmoid", "tanh")
+
+
+def grad_from_output(act: str, dtype: torch.dtype) -> bool:
+    return act in GRAD_FROM_OUTPUT and dtype in (torch.float32, torch.float64)
+
+
 def _step(x: torch.Tensor) -> torch.Tensor:
     # Heaviside with step(0) = 1, written through sign so autograd gives the same zero
     # gradient as our kernel (torch.heaviside has no derivative at all).

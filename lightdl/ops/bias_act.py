@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from lightdl.ops import _backend
-from lightdl.ops._acts import apply_reference, check_act
+from lightdl.ops._acts import apply_reference, check_act, grad_from_output
 from lightdl.ops._checks import autocast_active, check_float, check_like, check_tensor
 
 
@@ -85,7 +85,7 @@ def _register() -> None:
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("lightdl::activation_backward")
-    def _(grad, x, act, alpha=0.01):
+    def _(grad, x, act, alpha=0.01, x_is_output=False):
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("lightdl::bias_act")
@@ -94,20 +94,22 @@ def _register() -> None:
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("lightdl::bias_act_backward")
-    def _(grad, x, bias, act, alpha=0.01):
+    def _(grad, x, bias, act, alpha=0.01, x_is_output=False):
         return (
             torch.empty_like(x, memory_format=torch.contiguous_format),
             torch.empty_like(bias, memory_format=torch.contiguous_format),
         )
 
+    # sigmoid and tanh save their output, the others their input (see _acts.GRAD_FROM_OUTPUT).
     def _act_setup(ctx, inputs, output):
         x, act, alpha = (*inputs, 0.01)[:3]  # alpha is left out when the caller used its default
-        ctx.save_for_backward(x)
+        ctx.from_output = grad_from_output(act, x.dtype)
+        ctx.save_for_backward(output if ctx.from_output else x)
         ctx.act, ctx.alpha = act, alpha
 
     def _act_backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return lib.activation_backward(grad, x, ctx.act, ctx.alpha), None, None
+        (saved,) = ctx.saved_tensors
+        return lib.activation_backward(grad, saved, ctx.act, ctx.alpha, ctx.from_output), None, None
 
     torch.library.register_autograd(
         "lightdl::activation", _act_backward, setup_context=_act_setup
@@ -115,12 +117,14 @@ def _register() -> None:
 
     def _bias_act_setup(ctx, inputs, output):
         x, bias, act, alpha = (*inputs, 0.01)[:4]
-        ctx.save_for_backward(x, bias)
+        ctx.from_output = grad_from_output(act, x.dtype)
+        ctx.save_for_backward(output if ctx.from_output else x, bias)
         ctx.act, ctx.alpha = act, alpha
 
     def _bias_act_backward(ctx, grad):
-        x, bias = ctx.saved_tensors
-        grad_x, grad_bias = lib.bias_act_backward(grad, x, bias, ctx.act, ctx.alpha)
+        saved, bias = ctx.saved_tensors
+        grad_x, grad_bias = lib.bias_act_backward(grad, saved, bias, ctx.act, ctx.alpha,
+                                                  ctx.from_output)
         return grad_x, grad_bias, None, None
 
     torch.library.register_autograd(

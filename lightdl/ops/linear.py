@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lightdl.ops import _backend
-from lightdl.ops._acts import apply_reference, check_act
+from lightdl.ops._acts import apply_reference, check_act, grad_from_output
 from lightdl.ops._checks import check_float, check_like, check_tensor
 
 
@@ -78,14 +78,17 @@ def _register() -> None:
 
     def _setup(ctx, inputs, output):
         x, weight, bias, act, alpha = (*inputs, 0.01)[:5]  # alpha left out when defaulted
-        ctx.save_for_backward(x, weight, bias, output[1])
+        # The epilogue's backward works from the pre-activation, or for sigmoid/tanh from the
+        # output (no exp or division, see _acts.GRAD_FROM_OUTPUT).
+        ctx.from_output = grad_from_output(act, x.dtype)
+        ctx.save_for_backward(x, weight, bias, output[0] if ctx.from_output else output[1])
         ctx.act, ctx.alpha = act, alpha
 
     def _backward(ctx, grad_out, grad_pre):
-        x, weight, bias, pre = ctx.saved_tensors
+        x, weight, bias, saved = ctx.saved_tensors
         out_features = weight.shape[0]
         if grad_out is None:
-            grad_out = torch.zeros_like(pre)
+            grad_out = x.new_zeros((*x.shape[:-1], out_features))
         grad_bias = None
         if ctx.act == "identity":
             grad_z = grad_out
@@ -94,11 +97,12 @@ def _register() -> None:
         else:
             # The fused epilogue: act' applied and the bias gradient reduced in one pass.
             g2 = grad_out.reshape(-1, out_features)
-            p2 = pre.reshape(-1, out_features)
+            s2 = saved.reshape(-1, out_features)
             if bias is not None:
-                grad_z, grad_bias = lib.bias_act_backward(g2, p2, bias, ctx.act, ctx.alpha)
+                grad_z, grad_bias = lib.bias_act_backward(g2, s2, bias, ctx.act, ctx.alpha,
+                                                          ctx.from_output)
             else:
-                grad_z = lib.activation_backward(g2, p2, ctx.act, ctx.alpha)
+                grad_z = lib.activation_backward(g2, s2, ctx.act, ctx.alpha, ctx.from_output)
             grad_z = grad_z.view(grad_out.shape)
             if grad_pre is not None:  # only if a caller used the op's second output
                 grad_z = grad_z + grad_pre
