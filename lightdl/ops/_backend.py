@@ -7,6 +7,7 @@ every op runs its reference, and one warning says why.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from types import ModuleType
@@ -24,12 +25,15 @@ def _load() -> None:
     if os.environ.get("LIGHTDL_NO_EXT") == "1":
         _load_error = "LIGHTDL_NO_EXT=1 is set"
     else:
-        try:
-            from lightdl import _C as ext  # registers torch.ops.lightdl.* on import
-
-            _C = ext
-        except ImportError as exc:  # not built, or built against another torch
-            _load_error = f"lightdl._C could not be imported ({exc})"
+        try:  # importing it registers torch.ops.lightdl.*
+            _C = importlib.import_module("lightdl._C")
+        except ModuleNotFoundError as exc:
+            _load_error = (
+                "lightdl._C is not built (installed with LIGHTDL_NO_EXT=1, or its build "
+                f"failed: {exc})"
+            )
+        except ImportError as exc:  # built, but against another torch or missing a library
+            _load_error = f"lightdl._C could not be loaded ({exc})"
     if _C is None:
         warnings.warn(
             f"lightdl: compiled kernels unavailable: {_load_error}; running the pure-PyTorch "
