@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..augment import build_augment, check_augment
 from ..dataset import SeriesDataset, collate_padded
 from ..normalize import NORMALIZE_MODES, apply_norm, fit_global
+from .loaders import SplitLoaders
 
 SPLITS = ("train", "val", "test")
 
@@ -51,7 +51,7 @@ def pad_series(
     return x, lengths
 
 
-class SeriesDataModule(L.LightningDataModule):
+class SeriesDataModule(SplitLoaders, L.LightningDataModule):
     """Base class; see the subclasses for the arguments.
 
     Attributes (available right after construction): ``num_classes``, ``input_shape``
@@ -128,29 +128,8 @@ class SeriesDataModule(L.LightningDataModule):
             transform=transform,
         )
 
-    def _loader(self, dataset: SeriesDataset, shuffle: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=gen,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_padded if self.variable_length else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, shuffle=False)
+    def _collate_fn(self):
+        return collate_padded if self.variable_length else None
 
     # -- helpers for describe / notebooks -------------------------------------------
     def split_arrays(self, split: str) -> SplitArrays:

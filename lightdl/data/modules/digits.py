@@ -5,12 +5,13 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from ..split import split_indices
+from .loaders import SplitLoaders
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(SplitLoaders, L.LightningDataModule):
     """Digits 0-9 as ``x (B, 1, 8, 8)`` float32 (or ``(B, 64)`` with ``flatten``), ``y (B,)``.
 
     Pixels (0-16) are scaled to [0, 1] and then, with ``normalize`` (default), standardised
@@ -74,26 +75,3 @@ class DigitsDataModule(L.LightningDataModule):
         }
         self.train_dataset, self.val_dataset, self.test_dataset = ds["train"], ds["val"], ds["test"]
         self._ready = True
-
-    def _loader(self, ds: TensorDataset, shuffle: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=gen,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
+
+from .loaders import SplitLoaders
 
 GATES = {
     "and": np.array([0, 0, 0, 1]),
@@ -15,7 +17,7 @@ GATES = {
 _INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 
 
-class LogicGatesDataModule(L.LightningDataModule):
+class LogicGatesDataModule(SplitLoaders, L.LightningDataModule):
     """The truth table of a gate, repeated: ``x (B, 2)`` float32 in {0, 1}, ``y (B,)`` in {0, 1}.
 
     Train, val and test are all the 4-row truth table repeated ``repeats`` times, each with
@@ -67,26 +69,3 @@ class LogicGatesDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.train_dataset, self.val_dataset, self.test_dataset = (self._split(k) for k in range(3))
-
-    def _loader(self, ds: TensorDataset, shuffle: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=gen,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, False)
