@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lightdl
 from lightdl.ops import ACTIVATIONS, FORWARD_ONLY, activation, bias_act
@@ -299,3 +301,27 @@ def test_reference_backend_switch():
         lightdl.ops.use_backend("native")
     with pytest.raises(ValueError, match="must be one of"):
         lightdl.ops.use_backend("fast")
+
+
+# The autouse seed fixture runs once per test, not per example; each example then draws
+# fresh values from the seeded generator, which is what we want.
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    dims=st.lists(st.integers(0, 9), min_size=2, max_size=4),
+    act=st.sampled_from(ACTIVATIONS),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    transpose=st.booleans(),
+)
+def test_random_shapes_and_layouts(dims, act, dtype, transpose):
+    """Shape fuzzing: any rank >= 2, any size including 0, contiguous or transposed."""
+    x = signal(tuple(dims), dtype)
+    if transpose and x.dim() > 2:
+        x = x.transpose(0, -1).contiguous().transpose(0, -1)  # same values, permuted strides
+    b = signal((dims[1],), dtype)
+    g = signal(tuple(dims), dtype)
+    y, gx, gb = _native_grads(x, b, act, 0.05, g)
+    ry, rgx, rgb = _reference_grads(x, b, act, 0.05, g)
+    torch.testing.assert_close(y, ry, **TOL[dtype])
+    _assert_grad_close(gx, rgx, g, dtype)
+    _assert_bias_grad_close(gb, rgb, rgx, dtype)
