@@ -57,12 +57,17 @@ def _assert_grad_close(actual, expected, grad, dtype):
     assert (err <= bound).all(), f"max err {err.max().item()} ({(err > bound).sum()} elements)"
 
 
-def _assert_bias_grad_close(actual, expected, gx, dtype):
-    # A sum over many elements: compare against the size of the summed terms, not the sum.
+def _assert_bias_grad_close(actual, expected, gx, dtype, grad):
+    # A sum over many elements: each term may carry the error _assert_grad_close allows, so
+    # compare against the summed bounds of the terms, not against the (cancelling) sum. This is
+    # loose for float32 over long planes; the float64 cases (same kernel templates, tolerance
+    # 1e-10) are the ones that catch a dropped or doubled element in the reduction.
     dims = [d for d in range(gx.dim()) if d != 1]
-    scale = gx.double().abs().sum(dims) + 1
+    tol = TOL[dtype]
+    bound = 4 * (tol["rtol"] * gx.double().abs().sum(dims)
+                 + tol["atol"] * (1 + grad.double().abs()).sum(dims)) + 1e-12
     err = (actual.double() - expected.double()).abs()
-    assert (err <= TOL[dtype]["rtol"] * 4 * scale).all(), f"max err {err.max()}, scale {scale.max()}"
+    assert (err <= bound).all(), f"max err {err.max().item()}, bound {bound.min().item()}"
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -92,7 +97,7 @@ def test_bias_act_matches_reference(shape, act, dtype, device):
     torch.testing.assert_close(y, ry, **TOL[dtype])
     _assert_grad_close(gx, rgx, grad, dtype)
     assert gb.dtype == dtype and gb.shape == bias.shape
-    _assert_bias_grad_close(gb, rgb, rgx, dtype)
+    _assert_bias_grad_close(gb, rgb, rgx, dtype, grad)
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_tanh", "tanh", "sigmoid", "silu"])
@@ -161,7 +166,7 @@ def test_non_contiguous_inputs(device):
         ry, rgx, rgb = _reference_grads(x, bias, act, 0.01, grad)
         torch.testing.assert_close(y, ry, **TOL[torch.float32])
         _assert_grad_close(gx, rgx, grad, torch.float32)
-        _assert_bias_grad_close(gb, rgb, rgx, torch.float32)
+        _assert_bias_grad_close(gb, rgb, rgx, torch.float32, grad)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -212,7 +217,7 @@ def test_backward_from_output(act, dtype, device):
     gx, gb = torch.ops.lightdl.bias_act_backward(g, y, b, act, 0.01, True)
     _, rgx, rgb = _reference_grads(x, b, act, 0.01, g)
     _assert_grad_close(gx, rgx, g, dtype)
-    _assert_bias_grad_close(gb, rgb, rgx, dtype)
+    _assert_bias_grad_close(gb, rgb, rgx, dtype, g)
     gx2 = torch.ops.lightdl.activation_backward(g, y, act, 0.01, True)
     torch.testing.assert_close(gx2, gx, rtol=0, atol=0)
     torch.library.opcheck(torch.ops.lightdl.bias_act_backward.default, (g, y, b, act, 0.01, True))
@@ -324,4 +329,4 @@ def test_random_shapes_and_layouts(dims, act, dtype, transpose):
     ry, rgx, rgb = _reference_grads(x, b, act, 0.05, g)
     torch.testing.assert_close(y, ry, **TOL[dtype])
     _assert_grad_close(gx, rgx, g, dtype)
-    _assert_bias_grad_close(gb, rgb, rgx, dtype)
+    _assert_bias_grad_close(gb, rgb, rgx, dtype, g)

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../bias_act_ops.h"
 #include "../checks.h"
 #include "bias_act_table.h"
 
@@ -163,82 +164,46 @@ at::Tensor to_compute(const at::Tensor& t) {
   return t.contiguous();
 }
 
-at::Tensor bias_act_impl(const at::Tensor& x, const std::optional<at::Tensor>& bias,
-                         c10::string_view act_name, double alpha) {
-  const Act act = parse_act(std::string(act_name));
-  const at::Tensor xc = to_compute(x);
-  const at::Tensor bc = bias.has_value() ? to_compute(*bias) : at::Tensor();
-  at::Tensor y = at::empty(xc.sizes(), xc.options());
-  with_compute_type(xc, [&](auto zero) {
-    using T = decltype(zero);
-    forward<T>(xc.const_data_ptr<T>(), bc.defined() ? bc.const_data_ptr<T>() : nullptr,
-               y.mutable_data_ptr<T>(), geometry(xc), act, static_cast<T>(alpha));
-  });
-  return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
-}
+// The device half of BiasActOps (csrc/bias_act_ops.h).
+struct CpuImpl {
+  static at::Tensor forward(const at::Tensor& x, const at::Tensor& bias, Act act, double alpha) {
+    const at::Tensor xc = to_compute(x);
+    const at::Tensor bc = bias.defined() ? to_compute(bias) : at::Tensor();
+    at::Tensor y = at::empty(xc.sizes(), xc.options());
+    with_compute_type(xc, [&](auto zero) {
+      using T = decltype(zero);
+      cpu::forward<T>(xc.const_data_ptr<T>(), bc.defined() ? bc.const_data_ptr<T>() : nullptr,
+                      y.mutable_data_ptr<T>(), geometry(xc), act, static_cast<T>(alpha));
+    });
+    return y.scalar_type() == x.scalar_type() ? y : y.to(x.scalar_type());
+  }
 
-std::tuple<at::Tensor, at::Tensor> bias_act_backward_impl(const at::Tensor& grad,
-                                                          const at::Tensor& x,
-                                                          const std::optional<at::Tensor>& bias,
-                                                          c10::string_view act_name,
-                                                          double alpha, bool x_is_output,
-                                                          const char* op) {
-  Act act = parse_act(std::string(act_name));
-  if (x_is_output) act = from_output(act, op);
-  const at::Tensor gc = to_compute(grad);
-  const at::Tensor xc = to_compute(x);
-  const at::Tensor bc = bias.has_value() ? to_compute(*bias) : at::Tensor();
-  at::Tensor gx = at::empty(xc.sizes(), xc.options());
-  const Geometry geo = geometry(xc);
-  at::Tensor gb = bc.defined() ? at::empty({geo.C}, bc.options()) : at::Tensor();
-  with_compute_type(xc, [&](auto zero) {
-    using T = decltype(zero);
-    backward<T>(gc.const_data_ptr<T>(), xc.const_data_ptr<T>(),
-                bc.defined() ? bc.const_data_ptr<T>() : nullptr, gx.mutable_data_ptr<T>(),
-                gb.defined() ? gb.mutable_data_ptr<T>() : nullptr, geo, act,
-                static_cast<T>(alpha));
-  });
-  if (gx.scalar_type() != x.scalar_type()) gx = gx.to(x.scalar_type());
-  if (gb.defined() && gb.scalar_type() != x.scalar_type()) gb = gb.to(x.scalar_type());
-  return {gx, gb};
-}
-
-at::Tensor activation_cpu(const at::Tensor& x, c10::string_view act, double alpha) {
-  check_float_tensor(x, "activation", "x");
-  return bias_act_impl(x, std::nullopt, act, alpha);
-}
-
-at::Tensor activation_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
-                                   c10::string_view act, double alpha, bool x_is_output) {
-  check_float_tensor(x, "activation_backward", "x");
-  check_same(grad, x, "activation_backward", "grad", "x");
-  return std::get<0>(bias_act_backward_impl(grad, x, std::nullopt, act, alpha, x_is_output,
-                                            "activation_backward"));
-}
-
-at::Tensor bias_act_cpu(const at::Tensor& x, const at::Tensor& bias, c10::string_view act,
-                        double alpha) {
-  check_bias(x, bias, "bias_act");
-  return bias_act_impl(x, bias, act, alpha);
-}
-
-std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad,
-                                                         const at::Tensor& x,
-                                                         const at::Tensor& bias,
-                                                         c10::string_view act, double alpha,
-                                                         bool x_is_output) {
-  check_bias(x, bias, "bias_act_backward");
-  check_same(grad, x, "bias_act_backward", "grad", "x");
-  return bias_act_backward_impl(grad, x, bias, act, alpha, x_is_output, "bias_act_backward");
-}
+  static std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x,
+                                                     const at::Tensor& bias, Act act,
+                                                     double alpha) {
+    const at::Tensor gc = to_compute(grad);
+    const at::Tensor xc = to_compute(x);
+    const at::Tensor bc = bias.defined() ? to_compute(bias) : at::Tensor();
+    at::Tensor gx = at::empty(xc.sizes(), xc.options());
+    const Geometry geo = geometry(xc);
+    at::Tensor gb = bc.defined() ? at::empty({geo.C}, bc.options()) : at::Tensor();
+    with_compute_type(xc, [&](auto zero) {
+      using T = decltype(zero);
+      cpu::backward<T>(gc.const_data_ptr<T>(), xc.const_data_ptr<T>(),
+                       bc.defined() ? bc.const_data_ptr<T>() : nullptr, gx.mutable_data_ptr<T>(),
+                       gb.defined() ? gb.mutable_data_ptr<T>() : nullptr, geo, act,
+                       static_cast<T>(alpha));
+    });
+    if (gx.scalar_type() != x.scalar_type()) gx = gx.to(x.scalar_type());
+    if (gb.defined() && gb.scalar_type() != x.scalar_type()) gb = gb.to(x.scalar_type());
+    return {gx, gb};
+  }
+};
 
 }  // namespace
 }  // namespace cpu
 }  // namespace lightdl
 
 TORCH_LIBRARY_IMPL(lightdl, CPU, m) {
-  m.impl("activation", &lightdl::cpu::activation_cpu);
-  m.impl("activation_backward", &lightdl::cpu::activation_backward_cpu);
-  m.impl("bias_act", &lightdl::cpu::bias_act_cpu);
-  m.impl("bias_act_backward", &lightdl::cpu::bias_act_backward_cpu);
+  lightdl::BiasActOps<lightdl::cpu::CpuImpl>::register_kernels(m);
 }

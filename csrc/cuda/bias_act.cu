@@ -42,6 +42,7 @@
 #include <tuple>
 
 #include "activations.h"
+#include "bias_act_ops.h"
 #include "checks.h"
 
 namespace lightdl {
@@ -590,77 +591,41 @@ void backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& bia
   });
 }
 
-at::Tensor bias_act_impl(const at::Tensor& x, const at::Tensor& bias, c10::string_view act_name,
-                         double alpha) {
-  const Act act = parse_act(std::string(act_name));
-  c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor xc = x.contiguous();
-  const at::Tensor bc = bias.defined() ? bias.contiguous() : at::Tensor();
-  at::Tensor y = at::empty(xc.sizes(), xc.options());
-  if (xc.numel() == 0) return y;
-  forward(xc, bc, y, act, alpha);
-  return y;
-}
-
-std::tuple<at::Tensor, at::Tensor> bias_act_backward_impl(const at::Tensor& grad,
-                                                          const at::Tensor& x,
-                                                          const at::Tensor& bias,
-                                                          c10::string_view act_name,
-                                                          double alpha, bool x_is_output,
-                                                          const char* op) {
-  Act act = parse_act(std::string(act_name));
-  if (x_is_output) act = from_output(act, op);
-  c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor gc = grad.contiguous();
-  const at::Tensor xc = x.contiguous();
-  const at::Tensor bc = bias.defined() ? bias.contiguous() : at::Tensor();
-  at::Tensor gx = at::empty(xc.sizes(), xc.options());
-  at::Tensor gb;
-  if (bc.defined()) {
-    const int64_t C = geometry(xc).C;
-    gb = xc.numel() == 0 ? at::zeros({C}, bc.options()) : at::empty({C}, bc.options());
+// The device half of BiasActOps (csrc/bias_act_ops.h).
+struct CudaImpl {
+  static at::Tensor forward(const at::Tensor& x, const at::Tensor& bias, Act act, double alpha) {
+    c10::cuda::CUDAGuard guard(x.device());
+    const at::Tensor xc = x.contiguous();
+    const at::Tensor bc = bias.defined() ? bias.contiguous() : at::Tensor();
+    at::Tensor y = at::empty(xc.sizes(), xc.options());
+    if (xc.numel() == 0) return y;
+    cuda::forward(xc, bc, y, act, alpha);
+    return y;
   }
-  if (xc.numel() == 0) return {gx, gb};
-  backward(gc, xc, bc, gx, gb, act, alpha);
-  return {gx, gb};
-}
 
-at::Tensor activation_cuda(const at::Tensor& x, c10::string_view act, double alpha) {
-  check_float_tensor(x, "activation", "x");
-  return bias_act_impl(x, at::Tensor(), act, alpha);
-}
-
-at::Tensor activation_backward_cuda(const at::Tensor& grad, const at::Tensor& x,
-                                    c10::string_view act, double alpha, bool x_is_output) {
-  check_float_tensor(x, "activation_backward", "x");
-  check_same(grad, x, "activation_backward", "grad", "x");
-  return std::get<0>(bias_act_backward_impl(grad, x, at::Tensor(), act, alpha, x_is_output,
-                                            "activation_backward"));
-}
-
-at::Tensor bias_act_cuda(const at::Tensor& x, const at::Tensor& bias, c10::string_view act,
-                         double alpha) {
-  check_bias(x, bias, "bias_act");
-  return bias_act_impl(x, bias, act, alpha);
-}
-
-std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad,
-                                                          const at::Tensor& x,
-                                                          const at::Tensor& bias,
-                                                          c10::string_view act, double alpha,
-                                                          bool x_is_output) {
-  check_bias(x, bias, "bias_act_backward");
-  check_same(grad, x, "bias_act_backward", "grad", "x");
-  return bias_act_backward_impl(grad, x, bias, act, alpha, x_is_output, "bias_act_backward");
-}
+  static std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& x,
+                                                     const at::Tensor& bias, Act act,
+                                                     double alpha) {
+    c10::cuda::CUDAGuard guard(x.device());
+    const at::Tensor gc = grad.contiguous();
+    const at::Tensor xc = x.contiguous();
+    const at::Tensor bc = bias.defined() ? bias.contiguous() : at::Tensor();
+    at::Tensor gx = at::empty(xc.sizes(), xc.options());
+    at::Tensor gb;
+    if (bc.defined()) {
+      const int64_t C = geometry(xc).C;
+      gb = xc.numel() == 0 ? at::zeros({C}, bc.options()) : at::empty({C}, bc.options());
+    }
+    if (xc.numel() == 0) return {gx, gb};
+    cuda::backward(gc, xc, bc, gx, gb, act, alpha);
+    return {gx, gb};
+  }
+};
 
 }  // namespace
 }  // namespace cuda
 }  // namespace lightdl
 
 TORCH_LIBRARY_IMPL(lightdl, CUDA, m) {
-  m.impl("activation", &lightdl::cuda::activation_cuda);
-  m.impl("activation_backward", &lightdl::cuda::activation_backward_cuda);
-  m.impl("bias_act", &lightdl::cuda::bias_act_cuda);
-  m.impl("bias_act_backward", &lightdl::cuda::bias_act_backward_cuda);
+  lightdl::BiasActOps<lightdl::cuda::CudaImpl>::register_kernels(m);
 }
