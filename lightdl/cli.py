@@ -1,5 +1,7 @@
 """The `lightdl` command.
 
+    lightdl fit|validate|test|predict --config configs/X.yaml [--section.key value ...]
+                                      training and evaluation (LightningCLI, lightdl/train_cli.py)
     lightdl info                      versions, backend, where the native kernels run
     lightdl data describe ...         class balance, lengths and example plots of a data set
 """
@@ -12,11 +14,18 @@ import sys
 USAGE = """usage: lightdl <command> [args]
 
 commands:
+  fit              train a model described by a config (then test its best checkpoint)
+  validate         evaluate a checkpoint on the validation split
+  test             evaluate a checkpoint on the test split
+  predict          write predictions.csv for the test split
   info             versions, the active backend, and which devices run the native kernels
   data describe    summarise a data set (class balance, lengths) and plot examples per class
 
-`lightdl <command> --help` for a command's options.
+`lightdl <command> --help` for a command's options, e.g.
+  lightdl fit --config configs/digits_cnn.yaml --trainer.max_epochs 5
 """
+
+TRAIN_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +45,10 @@ def _run(args: list[str]) -> int:
         print(USAGE)
         return 0
     command, rest = args[0], args[1:]
+    if command in TRAIN_COMMANDS:
+        from lightdl.train_cli import main as train_main
+
+        return train_main(args)
     if command == "info":
         if rest and rest[0] in ("-h", "--help"):
             print("usage: lightdl info\n\nPrints versions, the backend and the devices of lightdl's kernels.")

@@ -1,0 +1,193 @@
+"""`lightdl fit | validate | test | predict`: Lightning's LightningCLI, set up for lightdl.
+
+Every run is a YAML file in configs/ (`--config`), and every Trainer option is reachable
+from it or the command line (`--trainer.devices 2 --trainer.strategy ddp`,
+`--trainer.precision bf16-mixed`, loggers, callbacks). What lightdl adds:
+
+- the data module's `num_classes`, `input_shape` and `class_names` flow into the model and
+  the task (no need to repeat them in the config);
+- a run directory per run, `<save_dir>/<config name>/version_N/`, with checkpoints (best and
+  last), metrics.csv, the resolved config.yaml, learning_curves.png and, after testing,
+  confusion_matrix.png and test_metrics.json;
+- `fit` ends by testing the best checkpoint and printing a summary table;
+- `--ckpt_path last` resumes the latest run of that config where it stopped;
+- checkpoints are checked before use (missing, corrupt, or from another model: one clear
+  error).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightdl.training.callbacks import PredictionWriter, RunArtifacts, run_dir
+from lightdl.training.checkpoints import check_checkpoint_fits
+
+DEFAULT_RUN_NAME = "lightdl"
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": "runs", "name": DEFAULT_RUN_NAME},
+    },
+    "max_epochs": 10,
+    "log_every_n_steps": 10,
+}
+
+
+class LightdlCLI(LightningCLI):
+    """LightningCLI with lightdl's links, run directory, checkpoint checks and summary."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        self._started = time.perf_counter()
+        super().__init__(
+            model_class=None,
+            datamodule_class=None,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=SaveConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults=TRAINER_DEFAULTS,
+            seed_everything_default=0,
+            parser_kwargs={"prog": "lightdl", "default_env": False},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": "val/loss",
+            "checkpoint.mode": "min",
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "best-epoch{epoch:02d}",
+            "checkpoint.auto_insert_metric_name": False,
+        })
+        parser.add_lightning_class_args(RunArtifacts, "artifacts")
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        # The data module knows the classes and the sample shape; models and tasks that take
+        # these arguments get them (a target a class does not have is skipped).
+        for src, dst in (
+            ("data.num_classes", "model.init_args.num_classes"),
+            ("data.class_names", "model.init_args.class_names"),
+            ("data.num_classes", "model.init_args.model.init_args.num_classes"),
+            ("data.input_shape", "model.init_args.model.init_args.input_shape"),
+        ):
+            parser.link_arguments(src, dst, apply_on="instantiate")
+
+    # -- run directory and resumption ------------------------------------------------
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        logger = cfg.get("trainer", {}).get("logger")
+        first = logger[0] if isinstance(logger, list) and logger else logger
+        init = _init_args(first)
+        if init is not None and init.get("name") == DEFAULT_RUN_NAME and cfg.get("config"):
+            init["name"] = Path(str(cfg["config"][0])).stem  # runs/<config name>/version_N
+        if self.subcommand == "fit" and cfg.get("ckpt_path") == "last" and init is not None:
+            cfg["ckpt_path"], init["version"] = _latest_run(init.get("save_dir", "runs"),
+                                                            init.get("name", DEFAULT_RUN_NAME))
+
+    def _check_ckpt(self) -> None:
+        path = self.config_init[self.subcommand].get("ckpt_path")
+        if path and path not in ("best", "last", "hpc", "registry"):
+            check_checkpoint_fits(path, self.model)
+
+    def before_fit(self) -> None:
+        self._check_ckpt()
+
+    def before_validate(self) -> None:
+        self._check_ckpt()
+
+    def before_test(self) -> None:
+        self._check_ckpt()
+
+    def before_predict(self) -> None:
+        self._check_ckpt()
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if trainer.interrupted:
+            return
+        ckpt = trainer.checkpoint_callback
+        best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+        trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        self._summary(best)
+
+    @rank_zero_only
+    def _summary(self, best: str | None) -> None:
+        trainer = self.trainer
+        artifacts = next((c for c in trainer.callbacks if isinstance(c, RunArtifacts)), None)
+        history = artifacts.history if artifacts else []
+        test = artifacts.test_metrics if artifacts else {}
+        ckpt = trainer.checkpoint_callback
+        best_row = next((h for h in history if best and ckpt and ckpt.monitor in h
+                         and abs(h[ckpt.monitor] - float(ckpt.best_model_score)) < 1e-12), None)
+        names = sorted({k.split("/", 1)[1] for k in test} | {
+            k.split("/", 1)[1] for k in (best_row or {}) if k.startswith("val/")})
+        d = run_dir(trainer)
+        lines = [
+            "",
+            f"lightdl fit: {type(self.model.model).__name__ if hasattr(self.model, 'model') else type(self.model).__name__}"
+            f" finished {trainer.current_epoch} epoch(s) in {_duration(time.perf_counter() - self._started)}",
+            f"  run directory    {d}",
+            f"  best checkpoint  {best or '(none: nothing was monitored)'}"
+            + (f"  (epoch {int(best_row['epoch'])})" if best_row else ""),
+            "",
+            f"  {'metric':<10} {'val (best)':>12} {'test':>12}",
+        ]
+        for n in names:
+            v = best_row.get(f"val/{n}") if best_row else None
+            t = test.get(f"test/{n}")
+            lines.append(f"  {n:<10} {_num(v):>12} {_num(t):>12}")
+        plots = [p.name for p in (d / "learning_curves.png", d / "confusion_matrix.png") if p.exists()]
+        if plots:
+            lines.append(f"\n  plots: {', '.join(plots)}; metrics: metrics.csv, test_metrics.json")
+        print("\n".join(lines), flush=True)
+
+    def after_predict(self) -> None:
+        writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionWriter)), None)
+        if writer is not None and writer.path is not None:
+            rank_zero_only(print)(f"lightdl predict: wrote {writer.path}")
+
+
+def _init_args(logger: Any) -> dict | None:
+    if isinstance(logger, dict) or hasattr(logger, "get"):
+        init = logger.get("init_args")
+        return init if init is not None and hasattr(init, "get") else None
+    return None
+
+
+def _latest_run(save_dir: str, name: str) -> tuple[str, str]:
+    """(path of last.ckpt, version folder) of the newest run that has one."""
+    root = Path(save_dir) / name
+    runs = sorted((p for p in root.glob("version_*") if (p / "checkpoints" / "last.ckpt").is_file()),
+                  key=lambda p: int(p.name.split("_")[-1]) if p.name.split("_")[-1].isdigit() else -1)
+    if not runs:
+        raise FileNotFoundError(f"--ckpt_path last: no run to resume, {root}/version_*/checkpoints/"
+                                "last.ckpt does not exist")
+    return str(runs[-1] / "checkpoints" / "last.ckpt"), runs[-1].name
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m {s:02d}s" if m else f"{seconds:.1f}s"
+
+
+def main(args: list[str]) -> int:
+    # From the console script, let LightningCLI read sys.argv itself (it warns when given both).
+    LightdlCLI(args=None if args == sys.argv[1:] else args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

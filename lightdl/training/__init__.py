@@ -1,0 +1,10 @@
+"""LightningModules (Classifier, Regressor, PerceptronTask), callbacks and plots."""
+
+from lightdl.training.callbacks import PredictionWriter, RunArtifacts
+from lightdl.training.classifier import Classifier
+from lightdl.training.losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
+from lightdl.training.perceptron_task import PerceptronTask
+from lightdl.training.regressor import Regressor
+
+__all__ = ["CLASSIFICATION_LOSSES", "Classifier", "PerceptronTask", "REGRESSION_LOSSES",
+           "PredictionWriter", "Regressor", "RunArtifacts"]

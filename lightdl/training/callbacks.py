@@ -1,0 +1,109 @@
+"""`RunArtifacts`: what a run leaves in its directory besides checkpoints and logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightdl.training.plots import plot_confusion_matrix, plot_learning_curves
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """The run directory: the first logger's versioned folder, else default_root_dir."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            out[k] = float(v)
+        elif isinstance(v, (int, float)):
+            out[k] = float(v)
+    return out
+
+
+class RunArtifacts(L.Callback):
+    """Records every epoch's metrics (independent of the logger chosen) and writes
+    `learning_curves.png` after fitting, `confusion_matrix.png` and `test_metrics.json`
+    after testing, into the run directory. Its history is saved in checkpoints, so a
+    resumed run draws the whole curve."""
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+        self.test_metrics: dict[str, float] = {}
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        row = {"epoch": trainer.current_epoch, **_scalars(trainer.callback_metrics)}
+        self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.history and not trainer.fast_dev_run:
+            d = run_dir(trainer)
+            d.mkdir(parents=True, exist_ok=True)
+            plot_learning_curves(self.history, d / "learning_curves.png",
+                                 title=type(pl_module.model).__name__)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.test_metrics = {k: v for k, v in _scalars(trainer.callback_metrics).items()
+                             if k.startswith("test/")}
+        if trainer.global_rank != 0 or trainer.fast_dev_run:  # like Lightning: no files
+            return
+        d = run_dir(trainer)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "test_metrics.json").write_text(json.dumps(self.test_metrics, indent=2) + "\n")
+        cm = getattr(pl_module, "test_confusion", None)
+        if cm is not None:
+            plot_confusion_matrix(cm.numpy(), getattr(pl_module, "class_names", []),
+                                  d / "confusion_matrix.png")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes `predictions.csv` (one row per sample: prediction, target, class
+    probabilities) into the run directory at the end of `lightdl predict`."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+        self.path: Path | None = None
+
+    def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           predictions: Any, batch_indices: Any) -> None:
+        if trainer.global_rank != 0 or not predictions or trainer.fast_dev_run:
+            return
+        rows = predictions[0] if isinstance(predictions[0], list) else predictions
+        keys = rows[0].keys()
+        cols = {k: torch.cat([r[k].detach().cpu() for r in rows]) for k in keys}
+        names = getattr(pl_module, "class_names", None)
+        header = ["index", "pred", "target"]
+        probs = cols.get("probs")
+        if probs is not None:
+            header += [f"p_{names[j] if names and j < len(names) else j}" for j in range(probs.shape[1])]
+        d = run_dir(trainer)
+        d.mkdir(parents=True, exist_ok=True)
+        self.path = d / "predictions.csv"
+        with open(self.path, "w") as f:
+            f.write(",".join(header) + "\n")
+            for i in range(len(cols["pred"])):
+                vals = [str(i), _fmt(cols["pred"][i]), _fmt(cols["target"][i])]
+                if probs is not None:
+                    vals += [f"{float(p):.6g}" for p in probs[i]]
+                f.write(",".join(vals) + "\n")
+
+
+def _fmt(v: torch.Tensor) -> str:
+    return str(int(v)) if not v.is_floating_point() else f"{float(v):.6g}"

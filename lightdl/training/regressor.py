@@ -1,0 +1,68 @@
+"""`Regressor`: any model predicting real values, trained with MSE, MAE or smooth L1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+from lightdl.training._task import Task, call_model, unpack
+from lightdl.training.losses import regression_loss
+from lightdl.training.metrics import regression_metrics
+
+
+class Regressor(Task):
+    """Trains `model` (output (B,) or (B, D); a (B, 1) output is squeezed) on (x, y) or
+    (x, lengths, y) batches with float targets, logging loss, MAE, MSE and R2 per stage.
+
+    Args:
+        model: the network; its `num_classes` plays the role of the output size D.
+        loss: "mse" (L2), "l1" (MAE), "smooth_l1" (with `beta`) or "huber" (delta = `beta`).
+        optimizer, scheduler, scheduler_monitor: as for Classifier.
+        num_outputs: D (1 for scalar targets).
+    """
+
+    def __init__(self, model: nn.Module, loss: str = "mse", beta: float = 1.0,
+                 num_outputs: int = 1, optimizer: OptimizerCallable = torch.optim.Adam,
+                 scheduler: LRSchedulerCallable | None = None,
+                 scheduler_monitor: str = "val/loss") -> None:
+        super().__init__(model, optimizer, scheduler, scheduler_monitor)
+        self.save_hyperparameters(ignore=["model"])
+        self.loss_fn = regression_loss(loss, beta)
+        self.train_metrics = regression_metrics("train", num_outputs)
+        self.val_metrics = regression_metrics("val", num_outputs)
+        self.test_metrics = regression_metrics("test", num_outputs)
+
+    def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, lengths, y = unpack(batch)
+        pred = call_model(self.model, x, lengths)
+        if pred.dim() == 2 and pred.shape[1] == 1 and y.dim() == 1:
+            pred = pred[:, 0]
+        if pred.shape != y.shape:
+            raise ValueError(f"the model predicts shape {tuple(pred.shape)} but the targets "
+                             f"have shape {tuple(y.shape)}")
+        return self.loss_fn(pred, y), pred.float(), y.float()
+
+    def _shared(self, batch: Any, stage: str) -> torch.Tensor:
+        loss, pred, y = self._step(batch)
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(pred, y)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 sync_dist=True, batch_size=len(y))
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        _, pred, y = self._step(batch)
+        return {"pred": pred, "target": y}
