@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightdl.training.callbacks import PredictionWriter, RunArtifacts, run_dir
-from lightdl.training.checkpoints import check_checkpoint_fits
+from lightdl.config_errors import condense, is_jsonargparse_tree
+from lightdl.training.callbacks import PredictionWriter, RunArtifacts
+from lightdl.training.checkpoints import check_checkpoint_fits, read_checkpoint
 
 DEFAULT_RUN_NAME = "lightdl"
+
+# Lightning 2.6 trips over its own deprecation in torch's pytree on every run: not actionable.
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+# main() passes args on purpose when called from Python (tests, notebooks).
+warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {
@@ -55,7 +62,8 @@ class LightdlCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             trainer_defaults=TRAINER_DEFAULTS,
             seed_everything_default=0,
-            parser_kwargs={"prog": "lightdl", "default_env": False},
+            # Errors come back as exceptions, condensed to one line by main().
+            parser_kwargs={"prog": "lightdl", "default_env": False, "exit_on_error": False},
             args=args,
             run=run,
         )
@@ -80,6 +88,15 @@ class LightdlCLI(LightningCLI):
             ("data.input_shape", "model.init_args.model.init_args.input_shape"),
         ):
             parser.link_arguments(src, dst, apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads the hyperparameters of --ckpt_path right after parsing; check the
+        # file first so a corrupt or truncated one is one clear error, not an unpickling trace.
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if path and path not in ("best", "last", "hpc", "registry"):
+            read_checkpoint(path)
 
     # -- run directory and resumption ------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -116,6 +133,9 @@ class LightdlCLI(LightningCLI):
             return
         ckpt = trainer.checkpoint_callback
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+        # Rank 0's view on every rank: ranks that disagree on the path take different code
+        # paths in trainer.test and wait for each other forever.
+        best = trainer.strategy.broadcast(best, src=0)
         trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         self._summary(best)
 
@@ -130,7 +150,7 @@ class LightdlCLI(LightningCLI):
                          and abs(h[ckpt.monitor] - float(ckpt.best_model_score)) < 1e-12), None)
         names = sorted({k.split("/", 1)[1] for k in test} | {
             k.split("/", 1)[1] for k in (best_row or {}) if k.startswith("val/")})
-        d = run_dir(trainer)
+        d = artifacts.dir if artifacts and artifacts.dir else Path(trainer.default_root_dir)
         lines = [
             "",
             f"lightdl fit: {type(self.model.model).__name__ if hasattr(self.model, 'model') else type(self.model).__name__}"
@@ -184,8 +204,18 @@ def _duration(seconds: float) -> str:
 
 
 def main(args: list[str]) -> int:
-    # From the console script, let LightningCLI read sys.argv itself (it warns when given both).
-    LightdlCLI(args=None if args == sys.argv[1:] else args)
+    """Run a training subcommand; a bad config raises ValueError with one readable line."""
+    from jsonargparse import ArgumentError
+
+    try:
+        # From the console script, LightningCLI reads sys.argv itself (it warns if given both).
+        LightdlCLI(args=None if args == sys.argv[1:] else args)
+    except ArgumentError as exc:
+        raise ValueError(condense(str(exc))) from None
+    except (ValueError, TypeError) as exc:  # a constructor's own error, wrapped by jsonargparse
+        if is_jsonargparse_tree(str(exc)):
+            raise type(exc)(condense(str(exc))) from None
+        raise
     return 0
 
 

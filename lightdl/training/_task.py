@@ -99,7 +99,7 @@ class Task(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         if self.trainer.optimizers:
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_epoch=True,
-                     on_step=False)
+                     on_step=False, sync_dist=True)
 
     # -- checkpoints -----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -15,7 +15,10 @@ from lightdl.training.plots import plot_confusion_matrix, plot_learning_curves
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The run directory: the first logger's versioned folder, else default_root_dir."""
+    """The run directory: the first logger's versioned folder, else default_root_dir.
+
+    trainer.log_dir is a collective call under DDP (rank 0 broadcasts it): call this on every
+    rank at the same point (a `setup` hook), never from rank-0-only code."""
     return Path(trainer.log_dir or trainer.default_root_dir)
 
 
@@ -38,6 +41,10 @@ class RunArtifacts(L.Callback):
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
         self.test_metrics: dict[str, float] = {}
+        self.dir: Path | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.dir = run_dir(trainer)  # on every rank, see run_dir
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run:
@@ -48,7 +55,7 @@ class RunArtifacts(L.Callback):
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.history and not trainer.fast_dev_run:
-            d = run_dir(trainer)
+            d = self.dir
             d.mkdir(parents=True, exist_ok=True)
             plot_learning_curves(self.history, d / "learning_curves.png",
                                  title=type(pl_module.model).__name__)
@@ -58,7 +65,7 @@ class RunArtifacts(L.Callback):
                              if k.startswith("test/")}
         if trainer.global_rank != 0 or trainer.fast_dev_run:  # like Lightning: no files
             return
-        d = run_dir(trainer)
+        d = self.dir
         d.mkdir(parents=True, exist_ok=True)
         (d / "test_metrics.json").write_text(json.dumps(self.test_metrics, indent=2) + "\n")
         cm = getattr(pl_module, "test_confusion", None)
@@ -80,6 +87,10 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self) -> None:
         super().__init__(write_interval="epoch")
         self.path: Path | None = None
+        self.dir: Path | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.dir = run_dir(trainer)  # on every rank, see run_dir
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions: Any, batch_indices: Any) -> None:
@@ -93,7 +104,7 @@ class PredictionWriter(BasePredictionWriter):
         probs = cols.get("probs")
         if probs is not None:
             header += [f"p_{names[j] if names and j < len(names) else j}" for j in range(probs.shape[1])]
-        d = run_dir(trainer)
+        d = self.dir
         d.mkdir(parents=True, exist_ok=True)
         self.path = d / "predictions.csv"
         with open(self.path, "w") as f:

@@ -20,12 +20,13 @@ def classification_metrics(num_classes: int, stage: str) -> MetricCollection:
     )
 
 
-def regression_metrics(stage: str, num_outputs: int = 1) -> MetricCollection:
+def regression_metrics(stage: str) -> MetricCollection:
+    """mae, mse and r2 (averaged over outputs when there are several)."""
     return MetricCollection(
         {
             "mae": MeanAbsoluteError(),
             "mse": MeanSquaredError(),
-            "r2": R2Score(num_outputs=num_outputs),
+            "r2": R2Score(),
         },
         prefix=f"{stage}/",
     )

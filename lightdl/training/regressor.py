@@ -21,19 +21,18 @@ class Regressor(Task):
         model: the network; its `num_classes` plays the role of the output size D.
         loss: "mse" (L2), "l1" (MAE), "smooth_l1" (with `beta`) or "huber" (delta = `beta`).
         optimizer, scheduler, scheduler_monitor: as for Classifier.
-        num_outputs: D (1 for scalar targets).
     """
 
     def __init__(self, model: nn.Module, loss: str = "mse", beta: float = 1.0,
-                 num_outputs: int = 1, optimizer: OptimizerCallable = torch.optim.Adam,
+                 optimizer: OptimizerCallable = torch.optim.Adam,
                  scheduler: LRSchedulerCallable | None = None,
                  scheduler_monitor: str = "val/loss") -> None:
         super().__init__(model, optimizer, scheduler, scheduler_monitor)
         self.save_hyperparameters(ignore=["model"])
         self.loss_fn = regression_loss(loss, beta)
-        self.train_metrics = regression_metrics("train", num_outputs)
-        self.val_metrics = regression_metrics("val", num_outputs)
-        self.test_metrics = regression_metrics("test", num_outputs)
+        self.train_metrics = regression_metrics("train")
+        self.val_metrics = regression_metrics("val")
+        self.test_metrics = regression_metrics("test")
 
     def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, lengths, y = unpack(batch)
