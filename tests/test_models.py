@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from lightdl.models import CNN1d, CNN2d, MLP, Perceptron, RNNClassifier, init_weights
+from lightdl.models import MLP, CNN1d, CNN2d, Perceptron, RNNClassifier, init_weights
 from tests.helpers import signal
 
 

@@ -76,7 +76,7 @@ def test_digits_cnn_full_run_and_the_other_subcommands(tmp_path, monkeypatch, ca
     assert run(["fit", "--config", cfg("digits_cnn")]) == 0
     out = capsys.readouterr().out
     d = tmp_path / "runs" / "digits_cnn" / "version_0"
-    assert f"run directory    runs/digits_cnn/version_0" in out and "test" in out
+    assert "run directory    runs/digits_cnn/version_0" in out and "test" in out
     for f in ("metrics.csv", "config.yaml", "learning_curves.png", "confusion_matrix.png",
               "test_metrics.json", "checkpoints/last.ckpt"):
         assert (d / f).is_file(), f
