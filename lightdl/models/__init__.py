@@ -11,5 +11,6 @@ from lightdl.models.init import INITS, init_weights
 from lightdl.models.mlp import MLP
 from lightdl.models.perceptron import Perceptron
 from lightdl.models.rnn import RNNClassifier
+from lightdl.models.vae import VAE
 
-__all__ = ["CNN1d", "CNN2d", "INITS", "MLP", "Perceptron", "RNNClassifier", "init_weights"]
+__all__ = ["CNN1d", "CNN2d", "INITS", "MLP", "Perceptron", "RNNClassifier", "VAE", "init_weights"]

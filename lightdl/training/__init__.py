@@ -5,6 +5,7 @@ from lightdl.training.classifier import Classifier
 from lightdl.training.losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
 from lightdl.training.perceptron_task import PerceptronTask
 from lightdl.training.regressor import Regressor
+from lightdl.training.vae_task import VAETask
 
 __all__ = ["CLASSIFICATION_LOSSES", "Classifier", "PerceptronTask", "REGRESSION_LOSSES",
-           "PredictionWriter", "Regressor", "RunArtifacts"]
+           "PredictionWriter", "Regressor", "RunArtifacts", "VAETask"]

@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lightdl.training._task import Task, call_model, unpack
+from lightdl.training.finetune import Backbone, backbone_names, load_pretrained
 from lightdl.training.losses import classification_loss
 from lightdl.training.metrics import classification_metrics
 
@@ -28,6 +29,17 @@ class Classifier(Task):
         scheduler: a torch.optim.lr_scheduler class and its arguments, or None;
             scheduler_monitor: the metric ReduceLROnPlateau watches.
         class_names: for plots and the summary (filled in from the data module).
+        init_from: another run's checkpoint (or run folder: its newest best checkpoint) to
+            start from. The model's backbone must match it; the rest (the head) is loaded
+            when its shapes match, else freshly initialised (another number of classes).
+        backbone: the model's children that form the backbone (default: all but `head`;
+            e.g. ["blocks"] for CNN2d/CNN1d to transfer only the convolutions).
+        reinit_head: True: never load the head from init_from (a new task).
+        freeze: "backbone" trains only the head (parameters and BatchNorm statistics of the
+            backbone stay as loaded) ...
+        unfreeze_after: ... until this epoch, from which the backbone trains too, at
+            `backbone_lr_ratio` times the head's learning rate (Lightning's
+            BackboneFinetuning). None: frozen for the whole run.
     """
 
     def __init__(self, model: nn.Module, num_classes: int | None = None,
@@ -36,7 +48,10 @@ class Classifier(Task):
                  optimizer: OptimizerCallable = torch.optim.Adam,
                  scheduler: LRSchedulerCallable | None = None,
                  scheduler_monitor: str = "val/loss",
-                 class_names: list[str] | None = None) -> None:
+                 class_names: list[str] | None = None,
+                 init_from: str | None = None, backbone: list[str] | None = None,
+                 reinit_head: bool | None = None, freeze: str | None = None,
+                 unfreeze_after: int | None = None, backbone_lr_ratio: float = 0.1) -> None:
         super().__init__(model, optimizer, scheduler, scheduler_monitor)
         self.save_hyperparameters(ignore=["model"])
         num_classes = num_classes or _infer_classes(model)
@@ -52,6 +67,36 @@ class Classifier(Task):
         self.test_metrics = classification_metrics(self.num_classes, "test")
         self.test_confusion_metric = MulticlassConfusionMatrix(self.num_classes)
         self.test_confusion: torch.Tensor | None = None
+        if freeze not in (None, "backbone"):
+            raise ValueError(f"freeze must be 'backbone' or None, got {freeze!r}")
+        self.backbone_names = backbone_names(model, backbone) if (
+            freeze or init_from or backbone) else None
+        if unfreeze_after is not None and (unfreeze_after < 0 or freeze is None):
+            raise ValueError("unfreeze_after needs freeze='backbone' and an epoch >= 0")
+        if not 0 < backbone_lr_ratio <= 1:
+            raise ValueError(f"backbone_lr_ratio must be in (0, 1], got {backbone_lr_ratio}")
+        self.freeze, self.unfreeze_after, self.backbone_lr_ratio = freeze, unfreeze_after, backbone_lr_ratio
+        self.pretrained = load_pretrained(model, init_from, backbone, reinit_head) \
+            if init_from else None
+
+    @property
+    def backbone(self) -> nn.Module:
+        """Everything but the model's head (what `freeze` freezes)."""
+        return Backbone(self.model, self.backbone_names or backbone_names(self.model, None))
+
+    def configure_callbacks(self) -> list:
+        if self.freeze != "backbone":
+            return []
+        from lightning.pytorch.callbacks import BackboneFinetuning
+
+        return [BackboneFinetuning(
+            unfreeze_backbone_at_epoch=self.unfreeze_after if self.unfreeze_after is not None
+            else 2**31 - 1,
+            lambda_func=lambda epoch: 1.0,  # keep the backbone at its reduced rate
+            backbone_initial_ratio_lr=self.backbone_lr_ratio,
+            should_align=False,
+            train_bn=False,
+        )]
 
     # -- the maths of one batch ------------------------------------------------------
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:

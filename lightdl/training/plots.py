@@ -21,7 +21,7 @@ def plot_learning_curves(history: Sequence[dict], path: str | Path, title: str =
     """Loss, the main metric (accuracy, or MAE for regression) and the learning rate per
     epoch, train and validation side by side (the place to see under- and overfitting)."""
     keys = set().union(*history) if history else set()
-    metric = next((m for m in ("acc", "mae", "errors") if f"train/{m}" in keys or f"val/{m}" in keys), None)
+    metric = next((m for m in ("acc", "mae", "errors", "recon") if f"train/{m}" in keys or f"val/{m}" in keys), None)
     panels = ["loss"] + ([metric] if metric else []) + (["lr"] if "lr" in keys else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, name in zip(axes[0], panels, strict=True):
@@ -65,6 +65,57 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str 
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _as_image(v: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    if len(shape) == 3:
+        img = v.reshape(shape)
+        return img[0] if shape[0] == 1 else np.moveaxis(img, 0, -1)
+    side = int(round(np.sqrt(v.size)))
+    return v.reshape(side, -1) if side * side == v.size else v.reshape(1, -1)
+
+
+def plot_image_grid(rows: Sequence, shape: Sequence[int], path: str | Path,
+                    rows_titles: Sequence[str] = ()) -> Path:
+    """Rows of images (each row a (n, *shape) tensor or array), grey scale."""
+    rows = [np.asarray(r) for r in rows]
+    n = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(0.9 * n, 1.0 * len(rows) + 0.3),
+                             squeeze=False)
+    for i, r in enumerate(rows):
+        for j in range(n):
+            ax = axes[i][j]
+            ax.axis("off")
+            if j < len(r):
+                ax.imshow(_as_image(r[j], shape), cmap="gray_r")
+        if i < len(rows_titles):
+            axes[i][0].set_title(rows_titles[i], fontsize=8, loc="left")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_latent_space(z: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None,
+                      path: str | Path) -> Path:
+    """A 2-D latent space (the encoder's means), one colour per class."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    classes = np.unique(labels)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for k, c in enumerate(classes):
+        sel = labels == c
+        name = class_names[int(c)] if class_names and int(c) < len(class_names) else str(c)
+        ax.scatter(z[sel, 0], z[sel, 1], s=8, color=cmap(k % cmap.N), label=name)
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
+    ax.set_title("latent space (encoder means)")
+    ax.legend(fontsize=7, markerscale=2, ncol=2)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

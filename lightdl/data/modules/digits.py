@@ -24,6 +24,8 @@ class DigitsDataModule(SplitLoaders, L.LightningDataModule):
         batch_size, num_workers, seed, val_fraction, test_fraction: as usual.
         normalize: standardise with train statistics after scaling to [0, 1].
         flatten: give ``(64,)`` vectors instead of ``(1, 8, 8)`` images.
+        digits: keep only these digits (e.g. ``[5, 6, 7, 8, 9]`` for a fine-tuning task);
+            labels become their positions in the sorted list, class names the digits.
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class DigitsDataModule(SplitLoaders, L.LightningDataModule):
         test_fraction: float = 0.15,
         normalize: bool = True,
         flatten: bool = False,
+        digits: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -45,8 +48,12 @@ class DigitsDataModule(SplitLoaders, L.LightningDataModule):
         self.test_fraction = test_fraction
         self.normalize = normalize
         self.flatten = flatten
-        self.num_classes = 10
-        self.class_names = [str(i) for i in range(10)]
+        chosen = sorted(set(digits)) if digits else list(range(10))
+        if not chosen or any(not 0 <= d <= 9 for d in chosen):
+            raise ValueError(f"digits must be a non-empty list of digits 0-9, got {digits!r}")
+        self.digits = chosen
+        self.num_classes = len(chosen)
+        self.class_names = [str(d) for d in chosen]
         self.input_shape: tuple = (64,) if flatten else (1, 8, 8)
         self.variable_length = False
         self.norm_mean: float | None = None
@@ -61,6 +68,8 @@ class DigitsDataModule(SplitLoaders, L.LightningDataModule):
         d = load_digits()
         x = (d.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8) in [0, 1]
         y = d.target.astype(np.int64)
+        keep = np.isin(y, self.digits)
+        x, y = x[keep], np.searchsorted(self.digits, y[keep]).astype(np.int64)
         ids = np.arange(len(y))
         idx = split_indices(ids, ids, y, self.val_fraction, self.test_fraction, self.seed)
         if self.normalize:
