@@ -64,6 +64,8 @@ def test_every_config_runs_fast_dev_run(name, tmp_path, monkeypatch):
     if name == "ucr_fcn":
         write_ucr(tmp_path / "data")
         extra = ["--data.init_args.root", "data", "--data.init_args.name", "Toy"]
+    if name == "digits_cnn_finetune":  # its init_from run is made in test_finetune.py
+        extra = ["--model.init_args.init_from", "null"]
     if name.startswith(("af_", "gait_")):  # fewer synthetic records: the shape is what counts
         key = "n_records" if name.startswith("af_") else "subjects_per_class"
         extra = [f"--data.init_args.{key}", "12"]
