@@ -18,6 +18,8 @@ commands:
   validate         evaluate a checkpoint on the validation split
   test             evaluate a checkpoint on the test split
   predict          write predictions.csv for the test split
+  bench ops        time kernels against PyTorch eager, torch.compile and the vendor library
+  bench train      training speed of a config with fused vs torch.nn layers
   info             versions, the active backend, and which devices run the native kernels
   data describe    summarise a data set (class balance, lengths) and plot examples per class
 
@@ -49,6 +51,10 @@ def _run(args: list[str]) -> int:
         from lightdl.train_cli import main as train_main
 
         return train_main(args)
+    if command == "bench":
+        from lightdl.bench.cli import main as bench_main
+
+        return bench_main(rest)
     if command == "info":
         if rest and rest[0] in ("-h", "--help"):
             print("usage: lightdl info\n\nPrints versions, the backend and the devices of lightdl's kernels.")

@@ -1,0 +1,135 @@
+"""Benchmark specs of the elementwise ops (activation, bias_act) and fused_linear."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lightdl.bench.spec import OpSpec, parse_dims, randn, seeded
+from lightdl.ops import (
+    activation,
+    activation_reference,
+    bias_act,
+    bias_act_reference,
+    fused_linear,
+    fused_linear_reference,
+)
+
+ELEMENTWISE_PRESETS = {
+    "64x1024": (64, 1024),
+    "256x4096": (256, 4096),
+    "16x64x1024": (16, 64, 1024),
+    "4096x4096": (4096, 4096),
+    "64x256x1024": (64, 256, 1024),
+}
+LINEAR_PRESETS = {  # rows x in_features x out_features
+    "64x64x64": (64, 64, 64),
+    "256x1024x1024": (256, 1024, 1024),
+    "4096x512x512": (4096, 512, 512),
+    "64x4096x4096": (64, 4096, 4096),
+}
+
+
+def _fwd_or_fwdbwd(fn, inputs: list[torch.Tensor], mode: str, grad_shape, gen, device, dtype):
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                return (fn(*inputs),)
+        return run
+    leaves = [t.clone().requires_grad_() for t in inputs]
+    g = randn(grad_shape, gen, device, dtype)
+
+    def run():
+        for t in leaves:
+            t.grad = None
+        fn(*leaves).backward(g)
+        return tuple(t.grad for t in leaves)
+    return run
+
+
+def _impl(native, reference, impl: str):
+    if impl == "native":
+        return native
+    if impl == "eager":
+        return reference
+    if impl == "compile":
+        return torch.compile(reference, dynamic=False)
+    raise ValueError(f"impl {impl!r} is not available for this op")
+
+
+def _make_activation(shape, impl, mode, device, dtype, options):
+    act = options.get("act", "relu")
+    gen = seeded(options.get("seed", 0))
+    x = randn(shape, gen, device, dtype)
+    fn = _impl(lambda t: activation(t, act), lambda t: activation_reference(t, act), impl)
+    return _fwd_or_fwdbwd(fn, [x], mode, shape, gen, device, dtype)
+
+
+def _make_bias_act(shape, impl, mode, device, dtype, options):
+    act = options.get("act", "relu")
+    gen = seeded(options.get("seed", 0))
+    x, b = randn(shape, gen, device, dtype), randn(shape[1], gen, device, dtype)
+    fn = _impl(lambda t, c: bias_act(t, c, act), lambda t, c: bias_act_reference(t, c, act), impl)
+    return _fwd_or_fwdbwd(fn, [x, b], mode, shape, gen, device, dtype)
+
+
+def _elementwise_work(shape, mode, dtype):
+    n, es = math.prod(shape), torch.empty((), dtype=dtype).element_size()
+    # forward: read x, write y; backward: read grad and x, write grad_x
+    return 0.0, float(n * es * (2 if mode == "fwd" else 5))
+
+
+# Activations torch fuses into the vendor GEMM (torch._addmm_activation: cuBLASLt epilogue on
+# CUDA, addmm + in-place activation on the CPU).
+_VENDOR_ACTS = {"relu": False, "gelu": True}
+
+
+def _make_linear(shape, impl, mode, device, dtype, options):
+    act = options.get("act", "relu")
+    gen = seeded(options.get("seed", 0))
+    m, k, n = shape
+    x, w, b = randn((m, k), gen, device, dtype), randn((n, k), gen, device, dtype) / k**0.5, \
+        randn(n, gen, device, dtype)
+    if impl == "vendor":
+        if act not in _VENDOR_ACTS:
+            raise NotImplementedError(f"vendor linear fuses relu and gelu only, not {act}")
+        if mode != "fwd":
+            raise NotImplementedError("torch._addmm_activation has no backward")
+        use_gelu = _VENDOR_ACTS[act]
+        fn = lambda x_, w_, b_: torch._addmm_activation(b_, x_, w_.t(), use_gelu=use_gelu)  # noqa: E731
+    else:
+        fn = _impl(lambda x_, w_, b_: fused_linear(x_, w_, b_, act),
+                   lambda x_, w_, b_: fused_linear_reference(x_, w_, b_, act), impl)
+    return _fwd_or_fwdbwd(fn, [x, w, b], mode, (m, n), gen, device, dtype)
+
+
+def _linear_work(shape, mode, dtype):
+    m, k, n = shape
+    flop = 2.0 * m * k * n
+    return (flop if mode == "fwd" else 3 * flop), 0.0
+
+
+_ELEMENTWISE_SYNTAX = "dims joined by x, 2 or 3 of them: N x C or N x C x L (e.g. 256x4096)"
+
+ACTIVATION = OpSpec(
+    name="activation", shape_syntax=_ELEMENTWISE_SYNTAX, presets=ELEMENTWISE_PRESETS,
+    parse=lambda s: parse_dims(s, (2, 3), _ELEMENTWISE_SYNTAX), make=_make_activation,
+    work=_elementwise_work, bound="memory", impls=("native", "eager", "compile"),
+    describe={"native": "lightdl.ops.activation", "eager": "torch activation",
+              "compile": "torch.compile(torch activation)"})
+BIAS_ACT = OpSpec(
+    name="bias_act", shape_syntax=_ELEMENTWISE_SYNTAX, presets=ELEMENTWISE_PRESETS,
+    parse=lambda s: parse_dims(s, (2, 3), _ELEMENTWISE_SYNTAX), make=_make_bias_act,
+    work=_elementwise_work, bound="memory", impls=("native", "eager", "compile"),
+    describe={"native": "lightdl.ops.bias_act", "eager": "act(x + bias)",
+              "compile": "torch.compile(act(x + bias))"})
+_LINEAR_SYNTAX = "rows x in_features x out_features (e.g. 256x1024x1024)"
+LINEAR = OpSpec(
+    name="linear", shape_syntax=_LINEAR_SYNTAX, presets=LINEAR_PRESETS,
+    parse=lambda s: parse_dims(s, 3, _LINEAR_SYNTAX), make=_make_linear, work=_linear_work,
+    bound="compute", impls=("native", "eager", "compile", "vendor"),
+    describe={"native": "lightdl.ops.fused_linear", "eager": "act(F.linear(x, w, b))",
+              "compile": "torch.compile(act(F.linear))",
+              "vendor": "torch._addmm_activation (relu/gelu in the BLAS epilogue)"})
+

@@ -1,0 +1,161 @@
+"""`lightdl bench train`: end-to-end training speed of a config with the model's fused
+layers against the same model built from torch.nn layers (same seed, same data, same
+weights), each run in a fresh process (clean peak memory), variants interleaved."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+VARIANTS = ("fused", "unfused")
+
+
+class _StepClock(L.Callback):
+    """Wall time, batch size and loss of every training step."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.sizes: list[int] = []
+        self.losses: list[float] = []
+        self._t0 = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.times.append(time.perf_counter() - self._t0)
+        self.sizes.append(len(batch[-1]))
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.losses.append(float(loss) if loss is not None else float("nan"))
+
+
+def run_once(config: str, fused: bool, steps: int, overrides: list[str], workdir: str) -> dict:
+    """One training run in this process; returns per-step times, sizes and losses."""
+    from lightdl.train_cli import LightdlCLI
+
+    args = ["--config", config, *overrides,
+            "--model.init_args.model.init_args.fused", "true" if fused else "false",
+            "--trainer.max_steps", str(steps), "--trainer.max_epochs", "100000",
+            "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", workdir,
+            "--checkpoint.save_last", "false", "--checkpoint.save_top_k", "0"]
+    cli = LightdlCLI(args=args, run=False)
+    clock = _StepClock()
+    cli.trainer.callbacks.append(clock)
+    num_batches = None
+    cli.trainer.fit(cli.model, cli.datamodule)
+    num_batches = cli.trainer.num_training_batches
+    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None)
+    import resource
+
+    return {"times": clock.times, "sizes": clock.sizes, "losses": clock.losses,
+            "batches_per_epoch": num_batches, "peak_rss_mib": resource.getrusage(
+                resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_cuda_mib":
+            peak / 2**20 if peak is not None else None,
+            "model": type(cli.model.model).__name__ if hasattr(cli.model, "model") else "?"}
+
+
+def bench_train(config: str, steps: int = 60, warmup_steps: int = 10, repeats: int = 3,
+                threads: int | None = None, overrides: list[str] | None = None,
+                progress: bool = True) -> dict:
+    """Fused vs unfused training of `config` for `steps` steps, `repeats` runs each."""
+    if not Path(config).is_file():
+        raise FileNotFoundError(f"--config {config!r} does not exist")
+    if steps <= warmup_steps:
+        raise ValueError(f"--steps ({steps}) must be larger than --warmup-steps ({warmup_steps})")
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    total, done = repeats * len(VARIANTS), 0
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            order = VARIANTS if r % 2 == 0 else VARIANTS[::-1]  # interleaved, alternating
+            for v in order:
+                done += 1
+                if progress:
+                    sys.stderr.write(f"\r\033[K[{done}/{total}] {Path(config).stem}: {v} run "
+                                     f"{r + 1}/{repeats}")
+                    sys.stderr.flush()
+                out = Path(tmp) / f"{v}{r}.json"
+                cmd = [sys.executable, "-m", "lightdl.bench.train", config, v, str(steps), tmp,
+                       str(out), str(threads or 0), *(overrides or [])]
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+                    raise RuntimeError(f"the {v} training run failed:\n{tail}")
+                runs[v].append(json.loads(out.read_text()))
+    if progress:
+        sys.stderr.write("\r\033[K")
+    return summarise(config, runs, warmup_steps, threads)
+
+
+def summarise(config: str, runs: dict[str, list[dict]], warmup_steps: int,
+              threads: int | None) -> dict:
+    rows = {}
+    for v, rs in runs.items():
+        per_run = []
+        for run in rs:
+            t = sum(run["times"][warmup_steps:])
+            n = sum(run["sizes"][warmup_steps:])
+            per_run.append((n / t, statistics.median(run["times"][warmup_steps:])))
+        sps = statistics.median(p[0] for p in per_run)
+        step = statistics.median(p[1] for p in per_run)
+        rows[v] = {"samples_per_s": round(sps, 1), "ms_per_step": round(step * 1e3, 3),
+                   "s_per_epoch": round(step * rs[0]["batches_per_epoch"], 2),
+                   "peak_rss_mib": round(max(run["peak_rss_mib"] for run in rs), 1),
+                   "final_loss": rs[0]["losses"][-1], "runs": len(rs)}
+        if rs[0]["peak_cuda_mib"] is not None:
+            rows[v]["peak_cuda_mib"] = round(max(run["peak_cuda_mib"] for run in rs), 1)
+    fl, ul = runs["fused"][0]["losses"], runs["unfused"][0]["losses"]
+    diffs = [abs(a - b) / max(abs(b), 1e-6) for a, b in zip(fl, ul, strict=False)]
+    max_rel = max(diffs) if diffs else float("nan")
+    return {
+        "config": config, "model": runs["fused"][0]["model"], "steps": len(fl),
+        "warmup_steps": warmup_steps, "threads": threads or torch.get_num_threads(),
+        "variants": rows,
+        "speedup": round(rows["fused"]["samples_per_s"] / rows["unfused"]["samples_per_s"], 3),
+        "loss_curve_max_rel_diff": max_rel,
+        # float32 sums in another order drift apart slowly over the steps; 1% over the whole
+        # curve is equality for training, anything else is a bug.
+        "loss_agree": bool(max_rel < 1e-2),
+    }
+
+
+def format_train(result: dict) -> str:
+    lines = [f"lightdl bench train: {result['config']} ({result['model']}), {result['steps']} "
+             f"steps, first {result['warmup_steps']} untimed, {result['threads']} thread(s)",
+             f"  {'variant':<9} {'samples/s':>10} {'ms/step':>9} {'s/epoch':>8} "
+             f"{'peak RSS MiB':>13} {'final loss':>11}"]
+    for v, r in result["variants"].items():
+        lines.append(f"  {v:<9} {r['samples_per_s']:>10.1f} {r['ms_per_step']:>9.2f} "
+                     f"{r['s_per_epoch']:>8.2f} {r['peak_rss_mib']:>13.0f} {r['final_loss']:>11.5f}")
+    lines.append(f"  fused / unfused: {result['speedup']:.2f}x samples/s; loss curves "
+                 f"{'agree' if result['loss_agree'] else 'DIFFER'} (max relative difference "
+                 f"{result['loss_curve_max_rel_diff']:.1e})")
+    return "\n".join(lines)
+
+
+def _worker(argv: list[str]) -> None:
+    config, variant, steps, workdir, out, threads, *overrides = argv
+    if int(threads):
+        torch.set_num_threads(int(threads))
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    result = run_once(config, variant == "fused", int(steps), overrides, workdir)
+    Path(out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1:])
