@@ -1,0 +1,84 @@
+"""`lightdl bench`: tiny shapes, one repeat: the table, the JSON schema, the plot, shape
+syntax errors, wrong-result detection, and `bench train` fused vs unfused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightdl.bench.ops import run_ops, specs
+from lightdl.bench.report import table
+from lightdl.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+ROW_KEYS = {"op", "shape", "mode", "threads", "impl", "dtype", "status", "ms", "speedup_vs_eager",
+            "rate", "unit", "pct_of_limit"}
+
+
+def test_ops_cli_table_json_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    rc = main(["bench", "ops", "--op", "bias_act", "--shape", "4x8x16", "--repeats", "1",
+               "--warmup", "0", "--threads", "1", "--impl", "native", "--impl", "eager",
+               "--json", str(out), "--plot", str(png), "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "measured limits" in text and "bias_act  4x8x16" in text and "GB/s" in text
+    result = json.loads(out.read_text())
+    assert {"machine", "device", "dtype", "limits", "settings", "rows", "summary"} <= set(result)
+    assert set(result["limits"]["1"]) == {"copy_GBs", "gemm_GFLOPs"}
+    assert {r["impl"] for r in result["rows"]} == {"native", "eager"}
+    for r in result["rows"]:
+        assert set(r) == ROW_KEYS and r["status"] == "ok" and r["ms"] > 0
+    assert png.is_file() and png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("op, shape", [("linear", "8x16x4"), ("activation", "3x5")])
+def test_every_impl_of_an_op_is_checked_and_timed(op, shape):
+    result = run_ops([op], [shape], repeats=1, warmup=0, threads=[1], progress=False,
+                     modes=["fwd"])
+    impls = {r["impl"]: r for r in result["rows"]}
+    assert set(impls) == set(specs()[op].impls)
+    assert all(r["status"] == "ok" and r["ms"] > 0 for r in impls.values())
+    assert impls["eager"]["speedup_vs_eager"] == 1.0
+
+
+def test_a_wrong_kernel_is_reported_wrong_not_fast():
+    def faulty(shape, mode, device, dtype, options):
+        x = torch.randn(shape)
+
+        def run():
+            return (torch.zeros_like(x),)  # fast, and wrong
+        return run
+
+    result = run_ops(["activation"], ["16x32"], repeats=1, warmup=0, threads=[1],
+                     modes=["fwd"], progress=False, extra_impls={"faulty": faulty})
+    rows = {r["impl"]: r for r in result["rows"]}
+    assert rows["faulty"]["status"] == "WRONG" and rows["faulty"]["ms"] is None
+    assert rows["native"]["status"] == "ok"
+    assert "WRONG" in table(result)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--op", "linear", "--shape", "8x16"], "rows x in_features x out_features"),
+    (["--op", "bias_act", "--shape", "8xQ"], "N x C or N x C x L"),
+    (["--op", "linear", "--op", "bias_act", "--shape", "8x8x8"], "exactly one --op"),
+])
+def test_wrong_shape_syntax_is_one_clear_line(args, message, capsys):
+    assert main(["bench", "ops", *args, "--repeats", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_bench_train_fused_vs_unfused(tmp_path, capsys):
+    out = tmp_path / "train.json"
+    rc = main(["bench", "train", "--config", str(ROOT / "configs" / "gates_mlp.yaml"),
+               "--steps", "12", "--warmup-steps", "2", "--repeats", "1", "--quiet",
+               "--json", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert set(result["variants"]) == {"fused", "unfused"} and result["loss_agree"]
+    assert result["variants"]["fused"]["samples_per_s"] > 0 and result["steps"] == 12
+    assert "fused / unfused" in capsys.readouterr().out

@@ -1,0 +1,65 @@
+"""`lightdl.nn.fuse`: plain PyTorch models swapped onto fused layers, outputs equal."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import lightdl.nn as lnn
+from lightdl.nn import fuse
+from lightdl.nn.fuse import fused_layers
+
+
+def _same(a: nn.Module, b: nn.Module, x: torch.Tensor) -> None:
+    a.eval()
+    b.eval()
+    torch.testing.assert_close(a(x), b(x), rtol=1e-5, atol=1e-6)
+
+
+def test_sequential_stack_folds_activations():
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.GELU(approximate="tanh"),
+                          nn.Linear(16, 8), nn.LeakyReLU(0.2), nn.Dropout(0.1), nn.Linear(8, 3))
+    fused = fuse(model)
+    assert [type(m) for m in fused] == [lnn.FusedLinear, nn.Identity, lnn.FusedLinear, nn.Identity,
+                                        lnn.FusedLinear, nn.Identity, nn.Dropout, lnn.FusedLinear]
+    assert (fused[0].act, fused[2].act, fused[4].act, fused[4].alpha, fused[7].act) == (
+        "relu", "gelu_tanh", "leaky_relu", 0.2, "identity")
+    assert type(model[0]) is nn.Linear  # the original is untouched
+    assert list(fused.state_dict()) == list(model.state_dict())
+    _same(model, fused, torch.randn(5, 6))
+
+
+def test_conv_stack_and_named_children():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv1d(1, 8, 7, padding=3), nn.ReLU(),
+                                          nn.Conv1d(8, 8, 3, padding=1), nn.Tanh())
+            self.rnn = nn.LSTM(8, 12, batch_first=True, bidirectional=True)
+            self.gru = nn.GRU(8, 5, batch_first=True)
+            self.head = nn.Linear(24 + 5, 2)
+
+        def forward(self, x):
+            h = self.features(x).transpose(1, 2)
+            y, _ = self.rnn(h)
+            z, _ = self.gru(h)
+            return self.head(torch.cat([y[:, -1], z[:, -1]], 1))
+
+    model = Net()
+    fused = fuse(model)
+    expected = {"features.0", "features.2", "head"}
+    if hasattr(lnn, "FusedConv1d"):
+        assert isinstance(fused.features[0], lnn.FusedConv1d) and fused.features[0].act == "relu"
+    else:
+        expected -= {"features.0", "features.2"}
+    if hasattr(lnn, "FusedLSTM"):
+        expected |= {"rnn", "gru"}
+    assert set(fused_layers(fused)) == expected
+    _same(model, fused, torch.randn(3, 1, 40))
+
+
+def test_fuse_a_single_layer_and_keep_training_mode():
+    layer = nn.Linear(4, 4).train()
+    fused = fuse(layer)
+    assert isinstance(fused, lnn.FusedLinear) and fused.training
+    _same(layer, fused, torch.randn(2, 4))
