@@ -52,7 +52,8 @@ class Row:
 
 
 def same(got: Sequence[torch.Tensor], want: Sequence[torch.Tensor], dtype: torch.dtype) -> bool:
-    """Every tensor within the dtype's tolerance, relative to the tensor's own scale."""
+    """Every tensor within the dtype's tolerance, relative to the tensor's own scale, but for
+    at most 0.1% of its elements."""
     rtol = TOLERANCE.get(dtype, 1e-4)
     if len(got) != len(want):
         return False
@@ -61,7 +62,11 @@ def same(got: Sequence[torch.Tensor], want: Sequence[torch.Tensor], dtype: torch
             return False
         g, w = g.detach().double(), w.detach().double()
         scale = max(1.0, float(w.abs().max())) if w.numel() else 1.0
-        if not torch.allclose(g, w, rtol=rtol, atol=rtol * scale):
+        bad = ~torch.isclose(g, w, rtol=rtol, atol=rtol * scale)
+        # A pre-activation within rounding of a kink (relu at 0) may land on the other side in
+        # another summation order and flip its gradient: tolerate a few such elements, never a
+        # systematic difference.
+        if int(bad.sum()) > max(1, bad.numel() // 1000):
             return False
     return True
 
