@@ -1,0 +1,272 @@
+// fused_conv1d and fused_conv1d_backward, device-generic: argument checks, the choice between
+// the two paths, autocast. Registered for CPU and CUDA (not as a composite, so the fake kernel
+// from Python is the only Meta kernel).
+//
+// Paths:
+// - direct: our own kernels (csrc/cpu/conv1d*.cpp, csrc/cuda/conv1d.cu): the convolution with
+//   bias and activation applied in registers, and a direct grad_input / grad_weight(+bias).
+// - vendor: at::convolution without bias (oneDNN on CPU, cuDNN on GPU), then our bias_act
+//   epilogue; backward: our bias_act_backward (act' and grad_bias in one pass), then
+//   at::convolution_backward for grad_input and grad_weight.
+// The activation derivative is applied once, by bias_act_backward, on either path; `saved`
+// is the pre-activation without bias (or, see from_output, the output), the same for both
+// paths, so forward and backward may choose their paths independently.
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <tuple>
+
+#include "checks.h"
+#include "conv1d_direct.h"
+#include "conv1d_math.h"
+
+namespace lightdl {
+namespace {
+
+constexpr const char* kFwd = "fused_conv1d";
+constexpr const char* kBwd = "fused_conv1d_backward";
+
+// Mirrors lightdl/ops/_acts.grad_from_output: sigmoid/tanh in float32/float64 take their
+// derivative from the output (no exp or division), so the output is saved and no
+// pre-activation is written.
+bool grad_from_output(Act a, at::ScalarType dt) {
+  return (a == Act::Sigmoid || a == Act::Tanh) && (dt == at::kFloat || dt == at::kDouble);
+}
+
+// The dispatch rule, from benchmarks/results/cpu/conv1d.md (see README, "conv1d"): the direct
+// kernels win where the reduction per output, C_in * K, is short: oneDNN's direct convolution
+// reaches its GEMM rate only for C_in >= 16 or so, and its backward-data pass is slowest
+// exactly there (C_in = 1: 7 ms against our < 1 ms). LIGHTDL_CONV1D_PATH=direct|vendor
+// overrides the rule (benchmarks, tests).
+constexpr int64_t kDirectMaxReduction = 32;  // C_in * K
+
+enum class Path { Direct, Vendor };
+
+Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups) {
+  if (groups != 1) return Path::Vendor;  // the direct kernels are groups == 1 only
+  if (const char* env = std::getenv("LIGHTDL_CONV1D_PATH")) {
+    if (std::strcmp(env, "direct") == 0) return Path::Direct;
+    if (std::strcmp(env, "vendor") == 0) return Path::Vendor;
+  }
+  (void)x;
+  return w.size(1) * w.size(2) <= kDirectMaxReduction ? Path::Direct : Path::Vendor;
+}
+
+void check_args(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                int64_t stride, int64_t padding, int64_t dilation, int64_t groups,
+                const char* op) {
+  check_float_tensor(x, op, "x");
+  check_float_tensor(w, op, "weight");
+  TORCH_CHECK_VALUE(x.dim() == 3, op, ": `x` must have shape (N, C_in, L), got ", x.sizes());
+  TORCH_CHECK_VALUE(w.dim() == 3, op, ": `weight` must have shape (C_out, C_in / groups, K), got ",
+                    w.sizes());
+  TORCH_CHECK_VALUE(stride >= 1, op, ": `stride` must be >= 1, got ", stride);
+  TORCH_CHECK_VALUE(padding >= 0, op, ": `padding` must be >= 0, got ", padding);
+  TORCH_CHECK_VALUE(dilation >= 1, op, ": `dilation` must be >= 1, got ", dilation);
+  TORCH_CHECK_VALUE(groups >= 1, op, ": `groups` must be >= 1, got ", groups);
+  TORCH_CHECK_VALUE(x.size(1) % groups == 0 && w.size(0) % groups == 0, op,
+                    ": C_in (", x.size(1), ") and C_out (", w.size(0),
+                    ") must be divisible by groups (", groups, ")");
+  TORCH_CHECK_VALUE(w.size(1) * groups == x.size(1), op, ": `weight` has ", w.size(1),
+                    " input channels per group, but `x` has ", x.size(1), " channels and groups=",
+                    groups, " (expected weight.shape[1] == ", x.size(1) / groups, ")");
+  TORCH_CHECK_VALUE(w.size(0) >= 1 && w.size(2) >= 1, op, ": `weight` must have C_out >= 1 and K >= 1, got ",
+                    w.sizes());
+  TORCH_CHECK_TYPE(w.scalar_type() == x.scalar_type(), op, ": `weight` dtype ", w.scalar_type(),
+                   " differs from `x` dtype ", x.scalar_type());
+  TORCH_CHECK_VALUE(w.device() == x.device(), op, ": `weight` is on ", w.device(),
+                    " but `x` is on ", x.device());
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == w.size(0), op,
+                      ": `bias` must have shape (", w.size(0), ",), got ", bias->sizes());
+    TORCH_CHECK_TYPE(bias->scalar_type() == x.scalar_type(), op, ": `bias` dtype ",
+                     bias->scalar_type(), " differs from `x` dtype ", x.scalar_type());
+    TORCH_CHECK_VALUE(bias->device() == x.device(), op, ": `bias` is on ", bias->device(),
+                      " but `x` is on ", x.device());
+  }
+  const int64_t span = dilation * (w.size(2) - 1) + 1;
+  TORCH_CHECK_VALUE(x.size(2) + 2 * padding >= span, op, ": input too short: length ", x.size(2),
+                    " + 2 * padding ", padding, " < dilated kernel size ", span);
+}
+
+const auto& bias_act_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::bias_act", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view,
+                                         double)>();
+  return op;
+}
+const auto& act_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::activation", "")
+                       .typed<at::Tensor(const at::Tensor&, c10::string_view, double)>();
+  return op;
+}
+const auto& bias_act_backward_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::bias_act_backward", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                           c10::string_view, double, bool)>();
+  return op;
+}
+const auto& act_backward_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::activation_backward", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view,
+                                         double, bool)>();
+  return op;
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at::Tensor& weight,
+                                                const std::optional<at::Tensor>& bias,
+                                                int64_t stride, int64_t padding, int64_t dilation,
+                                                int64_t groups, c10::string_view act,
+                                                double alpha) {
+  check_args(x_in, weight, bias, stride, padding, dilation, groups, kFwd);
+  const Act a = parse_act(std::string(act));
+  const bool has_bias = bias.has_value() && bias->defined();
+  const bool want_pre = a != Act::Identity && !grad_from_output(a, x_in.scalar_type());
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor w = weight.contiguous();
+  const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+  if (choose_path(x, w, groups) == Path::Direct) {
+    const Conv1dArgs args{stride, padding, dilation};
+    at::Tensor out, pre;
+    if (x.is_cuda()) {
+#ifdef LIGHTDL_WITH_CUDA
+      std::tie(out, pre) = cuda::conv1d_direct_forward(x, w, b, args, a, alpha, want_pre);
+#else
+      TORCH_CHECK(false, kFwd, ": built without CUDA");
+#endif
+    } else {
+      std::tie(out, pre) = cpu::conv1d_direct_forward(x, w, b, args, a, alpha, want_pre);
+    }
+    return {out, want_pre ? pre : at::empty({0}, x.options())};
+  }
+  if (a == Act::Identity) {
+    at::Tensor out = at::convolution(x, w, has_bias ? std::optional<at::Tensor>(b) : std::nullopt,
+                                     {stride}, {padding}, {dilation}, false, {0}, groups);
+    return {out, at::empty({0}, x.options())};
+  }
+  at::Tensor pre = at::convolution(x, w, std::nullopt, {stride}, {padding}, {dilation}, false,
+                                   {0}, groups);
+  at::Tensor out = has_bias ? bias_act_op().call(pre, b, act, alpha) : act_op().call(pre, act, alpha);
+  return {out, want_pre ? pre : at::empty({0}, x.options())};
+}
+
+// `saved`: the op's second output, or its first when grad_from_output(act, dtype); unused for
+// identity. Gradients not asked for in output_mask (and grad_bias without a bias) come back as
+// empty tensors.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
+    const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& weight,
+    const std::optional<at::Tensor>& bias, const at::Tensor& saved, int64_t stride,
+    int64_t padding, int64_t dilation, int64_t groups, c10::string_view act, double alpha,
+    std::array<bool, 3> output_mask) {
+  check_args(x_in, weight, bias, stride, padding, dilation, groups, kBwd);
+  const Act a = parse_act(std::string(act));
+  const bool has_bias = bias.has_value() && bias->defined();
+  const int64_t Lo = conv1d_out_len(x_in.size(2), weight.size(2), stride, padding, dilation);
+  const std::vector<int64_t> out_shape{x_in.size(0), weight.size(0), Lo};
+  TORCH_CHECK_VALUE(grad.sizes() == c10::IntArrayRef(out_shape), kBwd, ": `grad` must have shape ",
+                    c10::IntArrayRef(out_shape), ", got ", grad.sizes());
+  TORCH_CHECK_TYPE(grad.scalar_type() == x_in.scalar_type(), kBwd, ": `grad` dtype ",
+                   grad.scalar_type(), " differs from `x` dtype ", x_in.scalar_type());
+  const bool from_output = grad_from_output(a, x_in.scalar_type());
+  if (a != Act::Identity)
+    TORCH_CHECK_VALUE(saved.sizes() == c10::IntArrayRef(out_shape), kBwd, ": `saved` must have shape ",
+                      c10::IntArrayRef(out_shape), ", got ", saved.sizes());
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor w = weight.contiguous();
+  const bool need_b = has_bias && output_mask[2];
+
+  // grad of the pre-activation, and grad_bias, in one pass.
+  at::Tensor gz, gb;
+  if (a == Act::Identity) {
+    gz = grad.contiguous();
+  } else if (has_bias) {
+    std::tie(gz, gb) = bias_act_backward_op().call(grad, saved, bias->contiguous(), act, alpha,
+                                                   from_output);
+  } else {
+    gz = act_backward_op().call(grad, saved, act, alpha, from_output);
+  }
+  at::Tensor gx, gw;
+  if (choose_path(x, w, groups) == Path::Direct) {
+    const Conv1dArgs args{stride, padding, dilation};
+    const bool bias_here = need_b && !gb.defined();  // identity: summed with grad_weight
+    if (x.is_cuda()) {
+#ifdef LIGHTDL_WITH_CUDA
+      if (output_mask[0]) gx = cuda::conv1d_direct_grad_input(gz, w, x.size(2), args);
+      if (output_mask[1] || bias_here) {
+        at::Tensor gb2;
+        std::tie(gw, gb2) = cuda::conv1d_direct_grad_weight(gz, x, w.size(2), args, bias_here);
+        if (bias_here) gb = gb2;
+      }
+#else
+      TORCH_CHECK(false, kBwd, ": built without CUDA");
+#endif
+    } else {
+      if (output_mask[0]) gx = cpu::conv1d_direct_grad_input(gz, w, x.size(2), args);
+      if (output_mask[1] || bias_here) {
+        at::Tensor gb2;
+        std::tie(gw, gb2) = cpu::conv1d_direct_grad_weight(gz, x, w.size(2), args, bias_here);
+        if (bias_here) gb = gb2;
+      }
+    }
+  } else {
+    if (output_mask[0] || output_mask[1]) {
+      auto r = at::convolution_backward(gz, x, w, std::nullopt, {stride}, {padding}, {dilation},
+                                        false, {0}, groups,
+                                        {output_mask[0], output_mask[1], false});
+      gx = std::get<0>(r);
+      gw = std::get<1>(r);
+    }
+    if (need_b && !gb.defined()) gb = gz.sum({0, 2});
+  }
+  const auto empty = [&] { return at::empty({0}, x.options()); };
+  return {output_mask[0] ? gx : empty(), output_mask[1] ? gw : empty(),
+          need_b ? gb : empty()};
+}
+
+// Autocast like F.conv1d: floating inputs cast to the autocast dtype (CPU bfloat16, CUDA
+// float16 by default), through the dispatcher so the Python autograd formula still applies.
+template <c10::DeviceType DT>
+std::tuple<at::Tensor, at::Tensor> fused_conv1d_autocast(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    int64_t stride, int64_t padding, int64_t dilation, int64_t groups, c10::string_view act,
+    double alpha) {
+  c10::impl::ExcludeDispatchKeyGuard guard(at::autocast::get_autocast_dispatch_key_from_device_type(DT));
+  const auto dtype = at::autocast::get_lower_precision_fp_from_device_type(DT);
+  std::optional<at::Tensor> b;
+  if (bias.has_value() && bias->defined()) b = at::autocast::cached_cast(dtype, *bias, DT);
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::fused_conv1d", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                           int64_t, int64_t, int64_t, int64_t, c10::string_view, double)>();
+  return op.call(at::autocast::cached_cast(dtype, x, DT),
+                 at::autocast::cached_cast(dtype, weight, DT), b, stride, padding, dilation,
+                 groups, act, alpha);
+}
+
+}  // namespace
+}  // namespace lightdl
+
+TORCH_LIBRARY_IMPL(lightdl, CPU, m) {
+  m.impl("fused_conv1d", &lightdl::fused_conv1d);
+  m.impl("fused_conv1d_backward", &lightdl::fused_conv1d_backward);
+}
+TORCH_LIBRARY_IMPL(lightdl, CUDA, m) {
+  m.impl("fused_conv1d", &lightdl::fused_conv1d);
+  m.impl("fused_conv1d_backward", &lightdl::fused_conv1d_backward);
+}
+TORCH_LIBRARY_IMPL(lightdl, AutocastCPU, m) {
+  m.impl("fused_conv1d", &lightdl::fused_conv1d_autocast<c10::DeviceType::CPU>);
+}
+TORCH_LIBRARY_IMPL(lightdl, AutocastCUDA, m) {
+  m.impl("fused_conv1d", &lightdl::fused_conv1d_autocast<c10::DeviceType::CUDA>);
+}
