@@ -8,9 +8,11 @@
 // - vendor: at::convolution without bias (oneDNN on CPU, cuDNN on GPU), then our bias_act
 //   epilogue; backward: our bias_act_backward (act' and grad_bias in one pass), then
 //   at::convolution_backward for grad_input and grad_weight.
-// The activation derivative is applied once, by bias_act_backward, on either path; `saved`
-// is the pre-activation without bias (or, see from_output, the output), the same for both
-// paths, so forward and backward may choose their paths independently.
+// The activation derivative is applied once on either path: in the direct backward kernel, to
+// the pre-activation it recomputes in cache (cheaper than writing it forward and reading it
+// back: the direct path is memory-bound), or by bias_act_backward on the vendor path, which
+// saves the pre-activation without bias (or, for sigmoid/tanh in float32/float64, uses the
+// output).
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>
@@ -135,18 +137,19 @@ std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   if (choose_path(x, w, groups) == Path::Direct) {
+    // The direct backward recomputes the pre-activation: nothing to save.
     const Conv1dArgs args{stride, padding, dilation};
-    at::Tensor out, pre;
+    at::Tensor out;
     if (x.is_cuda()) {
 #ifdef LIGHTDL_WITH_CUDA
-      std::tie(out, pre) = cuda::conv1d_direct_forward(x, w, b, args, a, alpha, want_pre);
+      out = cuda::conv1d_direct_forward(x, w, b, args, a, alpha);
 #else
       TORCH_CHECK(false, kFwd, ": built without CUDA");
 #endif
     } else {
-      std::tie(out, pre) = cpu::conv1d_direct_forward(x, w, b, args, a, alpha, want_pre);
+      out = cpu::conv1d_direct_forward(x, w, b, args, a, alpha);
     }
-    return {out, want_pre ? pre : at::empty({0}, x.options())};
+    return {out, at::empty({0}, x.options())};
   }
   if (a == Act::Identity) {
     at::Tensor out = at::convolution(x, w, has_bias ? std::optional<at::Tensor>(b) : std::nullopt,
@@ -177,47 +180,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
   TORCH_CHECK_TYPE(grad.scalar_type() == x_in.scalar_type(), kBwd, ": `grad` dtype ",
                    grad.scalar_type(), " differs from `x` dtype ", x_in.scalar_type());
   const bool from_output = grad_from_output(a, x_in.scalar_type());
-  if (a != Act::Identity)
-    TORCH_CHECK_VALUE(saved.sizes() == c10::IntArrayRef(out_shape), kBwd, ": `saved` must have shape ",
-                      c10::IntArrayRef(out_shape), ", got ", saved.sizes());
+  TORCH_CHECK_VALUE(saved.numel() == 0 || saved.sizes() == c10::IntArrayRef(out_shape), kBwd,
+                    ": `saved` must be empty or have shape ", c10::IntArrayRef(out_shape), ", got ",
+                    saved.sizes());
   const at::Tensor x = x_in.contiguous();
   const at::Tensor w = weight.contiguous();
   const bool need_b = has_bias && output_mask[2];
 
-  // grad of the pre-activation, and grad_bias, in one pass.
-  at::Tensor gz, gb;
-  if (a == Act::Identity) {
-    gz = grad.contiguous();
-  } else if (has_bias) {
-    std::tie(gz, gb) = bias_act_backward_op().call(grad, saved, bias->contiguous(), act, alpha,
-                                                   from_output);
-  } else {
-    gz = act_backward_op().call(grad, saved, act, alpha, from_output);
-  }
-  at::Tensor gx, gw;
-  if (choose_path(x, w, groups) == Path::Direct) {
+  Path path = choose_path(x, w, groups);
+  // The vendor path needs the pre-activation; the direct one recomputes it (and is what ran
+  // forward when none was saved, e.g. LIGHTDL_CONV1D_PATH changed in between).
+  if (path == Path::Vendor && groups == 1 && a != Act::Identity && !from_output &&
+      saved.numel() == 0)
+    path = Path::Direct;
+  at::Tensor gx, gw, gb;
+  if (path == Path::Direct) {
     const Conv1dArgs args{stride, padding, dilation};
-    const bool bias_here = need_b && !gb.defined();  // identity: summed with grad_weight
+    const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
     if (x.is_cuda()) {
 #ifdef LIGHTDL_WITH_CUDA
-      if (output_mask[0]) gx = cuda::conv1d_direct_grad_input(gz, w, x.size(2), args);
-      if (output_mask[1] || bias_here) {
-        at::Tensor gb2;
-        std::tie(gw, gb2) = cuda::conv1d_direct_grad_weight(gz, x, w.size(2), args, bias_here);
-        if (bias_here) gb = gb2;
-      }
+      std::tie(gx, gw, gb) = cuda::conv1d_direct_backward(grad, x, w, b, args, a, alpha, output_mask);
 #else
       TORCH_CHECK(false, kBwd, ": built without CUDA");
 #endif
     } else {
-      if (output_mask[0]) gx = cpu::conv1d_direct_grad_input(gz, w, x.size(2), args);
-      if (output_mask[1] || bias_here) {
-        at::Tensor gb2;
-        std::tie(gw, gb2) = cpu::conv1d_direct_grad_weight(gz, x, w.size(2), args, bias_here);
-        if (bias_here) gb = gb2;
-      }
+      std::tie(gx, gw, gb) = cpu::conv1d_direct_backward(grad, x, w, b, args, a, alpha, output_mask);
     }
   } else {
+    // grad of the pre-activation, and grad_bias, in one pass.
+    at::Tensor gz;
+    if (a == Act::Identity) {
+      gz = grad.contiguous();
+    } else if (has_bias) {
+      std::tie(gz, gb) = bias_act_backward_op().call(grad, saved, bias->contiguous(), act, alpha,
+                                                     from_output);
+    } else {
+      gz = act_backward_op().call(grad, saved, act, alpha, from_output);
+    }
     if (output_mask[0] || output_mask[1]) {
       auto r = at::convolution_backward(gz, x, w, std::nullopt, {stride}, {padding}, {dilation},
                                         false, {0}, groups,

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <tuple>
 
 #include "activations.h"
@@ -16,16 +17,15 @@ struct Conv1dArgs {
 };
 
 #define LIGHTDL_DECLARE_CONV1D_DIRECT                                                          \
-  /* (act(conv(x, w) + b), conv(x, w) if want_pre else undefined); b may be undefined. */      \
-  std::tuple<at::Tensor, at::Tensor> conv1d_direct_forward(                                    \
-      const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, Conv1dArgs a, Act act,    \
-      double alpha, bool want_pre);                                                            \
-  /* grad of x (N, C, L) from gz = grad of conv(x, w), (N, O, Lo). */                          \
-  at::Tensor conv1d_direct_grad_input(const at::Tensor& gz, const at::Tensor& w, int64_t L,    \
-                                      Conv1dArgs a);                                           \
-  /* (grad of w, sum of gz over (N, Lo) if want_bias else undefined). */                       \
-  std::tuple<at::Tensor, at::Tensor> conv1d_direct_grad_weight(                                \
-      const at::Tensor& gz, const at::Tensor& x, int64_t K, Conv1dArgs a, bool want_bias);
+  /* act(conv(x, w) + b), (N, O, Lo); b may be undefined. */                                   \
+  at::Tensor conv1d_direct_forward(const at::Tensor& x, const at::Tensor& w,                   \
+                                   const at::Tensor& b, Conv1dArgs a, Act act, double alpha);  \
+  /* (grad_x, grad_w, grad_b) from grad = grad of the forward's output, act' applied to the   \
+     recomputed pre-activation; each undefined unless asked for in mask (grad_b also when b   \
+     is undefined). */                                                                         \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> conv1d_direct_backward(                       \
+      const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,   \
+      Conv1dArgs a, Act act, double alpha, std::array<bool, 3> mask);
 
 namespace cpu {
 LIGHTDL_DECLARE_CONV1D_DIRECT

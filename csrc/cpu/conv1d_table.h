@@ -1,7 +1,7 @@
 // Function tables of the CPU direct-convolution inner loops, one table per instruction set and
 // dtype (filled in csrc/cpu/conv1d_kernels.h, compiled per ISA like the bias_act loops).
-// Every function works on one batch element or one range of output channels; the caller
-// (csrc/cpu/conv1d.cpp) runs them in parallel with at::parallel_for.
+// The caller (csrc/cpu/conv1d.cpp) runs them in parallel with at::parallel_for. Inputs are
+// in the phased layout of csrc/conv1d_math.h: xph (N, C, S * Lph).
 #pragma once
 
 #include <cstdint>
@@ -14,16 +14,18 @@ namespace cpu {
 
 template <typename T>
 struct Conv1dTable {
-  // One batch element, output channels [o0, o1): out = act(conv(xp, w) + b); pre (may be
-  // null) = conv(xp, w) without bias. xp: (C, Lp) padded input; out, pre: (O, Lo).
-  void (*fwd[kNumActs])(const T* xp, const T* w, const T* b, T* out, T* pre,
-                        const Conv1dGeom& g, int64_t o0, int64_t o1, T alpha);
-  // One batch element: gxp (C, Lp) = the gradient of the padded input from gz (O, Lo).
-  void (*bwd_input)(const T* gz, const T* w, T* gxp, const Conv1dGeom& g);
-  // Output channels [o0, o1), summed over the whole batch in batch order: gw (O, C, K) and,
-  // when gb is not null, gb (O,) = sum of gz. gz: (N, O, Lo); xp: (N, C, Lp).
-  void (*bwd_weight)(const T* gz, const T* xp, T* gw, T* gb, const Conv1dGeom& g, int64_t o0,
-                     int64_t o1);
+  // One batch element, output channels [o0, o1): out (O, Lo) = act(conv(x, w) + b); b may
+  // be null.
+  void (*fwd[kNumActs])(const T* xph, const T* w, const T* b, T* out, const Conv1dGeom& g,
+                        int64_t o0, int64_t o1, T alpha);
+  // Batch elements [n0, n1), the whole backward in one pass over `grad` (N, O, Lo): the
+  // pre-activation row is recomputed in L1 (cheaper than storing it forward and reading it
+  // back), gz = grad * act'(z + b), then gb_acc[o] += sum gz, gw_acc[o, c, k] += gz . x
+  // (each null when not wanted) and, when gx is not null, gx[n] (C, L) = conv^T(gz).
+  // Scratch: gxph (C * S * Lph) and zrow (Lo).
+  void (*bwd[kNumActs])(const T* grad, const T* xph, const T* w, const T* b, T* gx, T* gw_acc,
+                        T* gb_acc, T* gxph, T* zrow, const Conv1dGeom& g, int64_t n0,
+                        int64_t n1, T alpha);
 };
 
 const Conv1dTable<float>& conv1d_table_f32();

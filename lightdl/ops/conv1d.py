@@ -15,6 +15,8 @@ extra zero on the right, as F.conv1d does (one F.pad of the input, differentiabl
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -141,6 +143,21 @@ def fused_conv1d(
     return out.squeeze(0) if unbatched else out
 
 
+# The path rule of csrc/conv1d.cpp (choose_path), mirrored for the fake kernel: the direct path
+# saves no pre-activation (its backward recomputes it), so the op's second output is empty.
+DIRECT_MAX_REDUCTION = 32  # C_in * K
+
+
+def uses_direct_path(c_in: int, kernel_size: int, groups: int) -> bool:
+    """Whether fused_conv1d runs our direct kernels (else the vendor convolution + epilogue)."""
+    if groups != 1:
+        return False
+    forced = os.environ.get("LIGHTDL_CONV1D_PATH")
+    if forced in ("direct", "vendor"):
+        return forced == "direct"
+    return c_in * kernel_size <= DIRECT_MAX_REDUCTION
+
+
 def _register() -> None:
     lib = torch.ops.lightdl
 
@@ -152,7 +169,8 @@ def _register() -> None:
           alpha=0.01):
         shape = (x.shape[0], weight.shape[0], _out_len(x, weight, stride, padding, dilation))
         out = x.new_empty(shape)
-        none_needed = act == "identity" or grad_from_output(act, x.dtype)
+        none_needed = (act == "identity" or grad_from_output(act, x.dtype)
+                       or uses_direct_path(x.shape[1], weight.shape[2], groups))
         return out, (x.new_empty((0,)) if none_needed else x.new_empty(shape))
 
     @torch.library.register_fake("lightdl::fused_conv1d_backward")
@@ -175,6 +193,9 @@ def _register() -> None:
         saved = output[0] if from_output else output[1]
         ctx.save_for_backward(x, weight, bias, saved)
         ctx.conf = (stride, padding, dilation, groups, act, alpha)
+        # The second output is almost never used: without this autograd would hand the
+        # backward a zero gradient for it and we would run a second backward on zeros.
+        ctx.set_materialize_grads(False)
 
     def _backward(ctx, grad_out, grad_pre):
         x, weight, bias, saved = ctx.saved_tensors
