@@ -146,7 +146,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv1d_direct_backward(
     T* gxp = mask[0] ? gx.mutable_data_ptr<T>() : nullptr;
     at::parallel_for(0, chunks, 1, [&](int64_t k0, int64_t k1) {
       std::vector<T> gxph(static_cast<size_t>(mask[0] ? g.C * R : 0));
-      std::vector<T> zrow(static_cast<size_t>(g.Lo));
+      std::vector<T> zrow(static_cast<size_t>(4 * g.Lo));  // kOB rows
       for (int64_t k = k0; k < k1; ++k) {
         T* a_w = acc.data() + k * (g.O * CK + g.O);
         fn(gp, xp, wp, bp, gxp, mask[1] ? a_w : nullptr, want_b ? a_w + g.O * CK : nullptr,

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "../activations.h"
 #include "conv1d_table.h"
@@ -27,28 +28,35 @@ namespace cpu {
 namespace LIGHTDL_ISA {
 namespace {
 
+// conv1d_tap for every k, computed once per call: its division and modulo cost more than a
+// whole tap of the inner loop.
+inline std::vector<int64_t> tap_offsets(const Conv1dGeom& g) {
+  std::vector<int64_t> taps(static_cast<size_t>(g.K));
+  for (int64_t k = 0; k < g.K; ++k) taps[k] = conv1d_tap(g, k);
+  return taps;
+}
+
 // Forward register tile: OB output channels x LT output positions. 4 x 32 floats are eight
 // 512-bit accumulators (sixteen 256-bit ones): every input vector loaded is used OB times.
 template <typename T>
 constexpr int kLT = 128 / static_cast<int>(sizeof(T));  // 32 floats, 16 doubles
 constexpr int kOB = 4;
 
-// acc[ob][j] = sum_{c,k} w[o+ob, c, k] * x[c, (l0 + j) S + k D], a full tile. Every sum runs
-// over (c, k) in order, the same order as conv_row below, so the backward's recomputed
-// pre-activation equals the forward's.
-template <typename T>
-inline void fwd_tile_full(const T* __restrict xph, const T* __restrict w, const Conv1dGeom& g,
-                          int64_t o, int64_t l0, T (&acc)[kOB][kLT<T>]) {
-  constexpr int LT = kLT<T>;
+// acc[ob][j] = sum_{c,k} w[o+ob, c, k] * x[c, (l0 + j) S + k D], a full OB x LT tile. Every
+// sum runs over (c, k) in order, the same order as every other tile shape here, so the
+// backward's recomputed pre-activation equals the forward's bit for bit.
+template <typename T, int OB, int LT>
+inline void tile_full(const T* __restrict xph, const T* __restrict w, const Conv1dGeom& g,
+                      const int64_t* taps, int64_t o, int64_t l0, T (&acc)[OB][LT]) {
   const int64_t CK = g.C * g.K, R = g.S * g.Lph;
   for (int64_t c = 0; c < g.C; ++c) {
     const T* xc = xph + c * R + l0;
     const T* wc = w + o * CK + c * g.K;
     for (int64_t k = 0; k < g.K; ++k) {
-      const T* xr = xc + conv1d_tap(g, k);
-      T wv[kOB];
-      for (int ob = 0; ob < kOB; ++ob) wv[ob] = wc[ob * CK + k];
-      for (int ob = 0; ob < kOB; ++ob)
+      const T* xr = xc + taps[k];
+      T wv[OB];
+      for (int ob = 0; ob < OB; ++ob) wv[ob] = wc[ob * CK + k];
+      for (int ob = 0; ob < OB; ++ob)
         for (int j = 0; j < LT; ++j) acc[ob][j] += wv[ob] * xr[j];
     }
   }
@@ -57,7 +65,7 @@ inline void fwd_tile_full(const T* __restrict xph, const T* __restrict w, const 
 // The same for a partial tile (last channels or positions).
 template <typename T>
 inline void fwd_tile_part(const T* __restrict xph, const T* __restrict w, const Conv1dGeom& g,
-                          int64_t o, int64_t nb, int64_t l0, int64_t lt,
+                          const int64_t* taps, int64_t o, int64_t nb, int64_t l0, int64_t lt,
                           T (&acc)[kOB][kLT<T>]) {
   const int64_t CK = g.C * g.K, R = g.S * g.Lph;
   for (int64_t ob = 0; ob < nb; ++ob)
@@ -65,7 +73,7 @@ inline void fwd_tile_part(const T* __restrict xph, const T* __restrict w, const 
       const T* xc = xph + c * R + l0;
       const T* wc = w + (o + ob) * CK + c * g.K;
       for (int64_t k = 0; k < g.K; ++k) {
-        const T* xr = xc + conv1d_tap(g, k);
+        const T* xr = xc + taps[k];
         const T wv = wc[k];
         for (int64_t j = 0; j < lt; ++j) acc[ob][j] += wv * xr[j];
       }
@@ -76,6 +84,7 @@ template <Act A, typename T>
 void fwd(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
          T* __restrict out, const Conv1dGeom& g, int64_t o0, int64_t o1, T alpha) {
   constexpr int LT = kLT<T>;
+  const std::vector<int64_t> taps = tap_offsets(g);
   for (int64_t o = o0; o < o1; o += kOB) {
     const int64_t nb = std::min<int64_t>(kOB, o1 - o);
     for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
@@ -83,8 +92,8 @@ void fwd(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
       T acc[kOB][LT];
       for (int ob = 0; ob < kOB; ++ob)
         for (int j = 0; j < LT; ++j) acc[ob][j] = T(0);
-      if (nb == kOB && lt == LT) fwd_tile_full<T>(xph, w, g, o, l0, acc);
-      else fwd_tile_part<T>(xph, w, g, o, nb, l0, lt, acc);
+      if (nb == kOB && lt == LT) tile_full<T, kOB, LT>(xph, w, g, taps.data(), o, l0, acc);
+      else fwd_tile_part<T>(xph, w, g, taps.data(), o, nb, l0, lt, acc);
       // Epilogue while the tile is in registers: bias and activation. Nothing else is stored:
       // the backward recomputes the pre-activation.
       for (int64_t ob = 0; ob < nb; ++ob) {
@@ -96,33 +105,21 @@ void fwd(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
   }
 }
 
-// z[l] = sum_{c,k} w_o[c, k] x[c, l S + k D] for one output channel, into a row in L1.
+// z[ob, l] = sum_{c,k} w[o + ob, c, k] x[c, l S + k D] for nb <= kOB output channels, into
+// rows z (nb, Lo) in L1, with the forward's register tiles.
 template <typename T>
-inline void conv_row(const T* __restrict xn, const T* __restrict wo, const Conv1dGeom& g,
-                     T* __restrict z) {
-  constexpr int LT = 2 * kLT<T>;
-  const int64_t R = g.S * g.Lph;
-  int64_t l0 = 0;
-  for (; l0 + LT <= g.Lo; l0 += LT) {
-    T acc[LT];
-    for (int j = 0; j < LT; ++j) acc[j] = T(0);
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t k = 0; k < g.K; ++k) {
-        const T* xr = xn + c * R + conv1d_tap(g, k) + l0;
-        const T wv = wo[c * g.K + k];
-        for (int j = 0; j < LT; ++j) acc[j] += wv * xr[j];
-      }
-    for (int j = 0; j < LT; ++j) z[l0 + j] = acc[j];
-  }
-  if (l0 < g.Lo) {
-    const int64_t lt = g.Lo - l0;
-    for (int64_t j = 0; j < lt; ++j) z[l0 + j] = T(0);
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t k = 0; k < g.K; ++k) {
-        const T* xr = xn + c * R + conv1d_tap(g, k) + l0;
-        const T wv = wo[c * g.K + k];
-        for (int64_t j = 0; j < lt; ++j) z[l0 + j] += wv * xr[j];
-      }
+inline void conv_rows(const T* __restrict xn, const T* __restrict w, const Conv1dGeom& g,
+                      const int64_t* taps, int64_t o, int64_t nb, T* __restrict z) {
+  constexpr int LT = kLT<T>;
+  for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
+    const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
+    T acc[kOB][LT];
+    for (int ob = 0; ob < kOB; ++ob)
+      for (int j = 0; j < LT; ++j) acc[ob][j] = T(0);
+    if (nb == kOB && lt == LT) tile_full<T, kOB, LT>(xn, w, g, taps, o, l0, acc);
+    else fwd_tile_part<T>(xn, w, g, taps, o, nb, l0, lt, acc);
+    for (int64_t ob = 0; ob < nb; ++ob)
+      for (int64_t j = 0; j < lt; ++j) z[ob * g.Lo + l0 + j] = acc[ob][j];
   }
 }
 
@@ -130,7 +127,7 @@ inline void conv_row(const T* __restrict xn, const T* __restrict wo, const Conv1
 // one sum), then the lanes in order.
 template <typename T>
 inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
-  constexpr int kLanes = 16;
+  constexpr int kLanes = 64;  // 4 AVX-512 float accumulators: FMA latency hidden
   T lanes[kLanes] = {};
   int64_t l = 0;
   for (; l + kLanes <= n; l += kLanes)
@@ -143,7 +140,7 @@ inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
 
 template <typename T>
 inline T row_sum(const T* __restrict a, int64_t n) {
-  constexpr int kLanes = 16;
+  constexpr int kLanes = 64;  // 4 AVX-512 float accumulators: FMA latency hidden
   T lanes[kLanes] = {};
   int64_t l = 0;
   for (; l + kLanes <= n; l += kLanes)
@@ -160,32 +157,36 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
          T* __restrict gxph, T* __restrict zrow, const Conv1dGeom& g, int64_t n0, int64_t n1,
          T alpha) {
   const int64_t CK = g.C * g.K, R = g.S * g.Lph;
+  const std::vector<int64_t> taps = tap_offsets(g);
   for (int64_t n = n0; n < n1; ++n) {
     const T* xn = xph + n * g.C * R;
     if (gx != nullptr) std::memset(gxph, 0, sizeof(T) * g.C * R);
-    for (int64_t o = 0; o < g.O; ++o) {
-      const T* gr = grad + (n * g.O + o) * g.Lo;
-      const T* wo = w + o * CK;
-      const T* gz = gr;
-      if (A != Act::Identity) {  // act' applied once, to a row still in L1
-        conv_row(xn, wo, g, zrow);
-        const T bo = b != nullptr ? b[o] : T(0);
-        for (int64_t l = 0; l < g.Lo; ++l)
-          zrow[l] = gr[l] * ActMath<A>::grad(zrow[l] + bo, alpha);
-        gz = zrow;
+    for (int64_t o0 = 0; o0 < g.O; o0 += kOB) {
+      const int64_t nb = std::min<int64_t>(kOB, g.O - o0);
+      if (A != Act::Identity) conv_rows(xn, w, g, taps.data(), o0, nb, zrow);
+      for (int64_t o = o0; o < o0 + nb; ++o) {
+        const T* gr = grad + (n * g.O + o) * g.Lo;
+        const T* wo = w + o * CK;
+        const T* gz = gr;
+        if (A != Act::Identity) {  // act' applied once, to a row still in L1
+          T* z = zrow + (o - o0) * g.Lo;
+          const T bo = b != nullptr ? b[o] : T(0);
+          for (int64_t l = 0; l < g.Lo; ++l) z[l] = gr[l] * ActMath<A>::grad(z[l] + bo, alpha);
+          gz = z;
+        }
+        if (gb_acc != nullptr) gb_acc[o] += row_sum(gz, g.Lo);
+        if (gw_acc != nullptr)
+          for (int64_t c = 0; c < g.C; ++c)
+            for (int64_t k = 0; k < g.K; ++k)
+              gw_acc[o * CK + c * g.K + k] += dot(gz, xn + c * R + taps[k], g.Lo);
+        if (gx != nullptr)
+          for (int64_t c = 0; c < g.C; ++c)
+            for (int64_t k = 0; k < g.K; ++k) {
+              T* dst = gxph + c * R + taps[k];
+              const T wv = wo[c * g.K + k];
+              for (int64_t l = 0; l < g.Lo; ++l) dst[l] += wv * gz[l];
+            }
       }
-      if (gb_acc != nullptr) gb_acc[o] += row_sum(gz, g.Lo);
-      if (gw_acc != nullptr)
-        for (int64_t c = 0; c < g.C; ++c)
-          for (int64_t k = 0; k < g.K; ++k)
-            gw_acc[o * CK + c * g.K + k] += dot(gz, xn + c * R + conv1d_tap(g, k), g.Lo);
-      if (gx != nullptr)
-        for (int64_t c = 0; c < g.C; ++c)
-          for (int64_t k = 0; k < g.K; ++k) {
-            T* dst = gxph + c * R + conv1d_tap(g, k);
-            const T wv = wo[c * g.K + k];
-            for (int64_t l = 0; l < g.Lo; ++l) dst[l] += wv * gz[l];
-          }
     }
     if (gx == nullptr) continue;
     // Back from the phased, padded layout: padded position m S + r is input position

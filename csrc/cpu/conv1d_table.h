@@ -22,7 +22,7 @@ struct Conv1dTable {
   // pre-activation row is recomputed in L1 (cheaper than storing it forward and reading it
   // back), gz = grad * act'(z + b), then gb_acc[o] += sum gz, gw_acc[o, c, k] += gz . x
   // (each null when not wanted) and, when gx is not null, gx[n] (C, L) = conv^T(gz).
-  // Scratch: gxph (C * S * Lph) and zrow (Lo).
+  // Scratch: gxph (C * S * Lph) and zrow (4 * Lo).
   void (*bwd[kNumActs])(const T* grad, const T* xph, const T* w, const T* b, T* gx, T* gw_acc,
                         T* gb_acc, T* gxph, T* zrow, const Conv1dGeom& g, int64_t n0,
                         int64_t n1, T alpha);
