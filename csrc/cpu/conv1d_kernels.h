@@ -127,7 +127,7 @@ inline void conv_rows(const T* __restrict xn, const T* __restrict w, const Conv1
 // one sum), then the lanes in order.
 template <typename T>
 inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
-  constexpr int kLanes = 64;  // 4 AVX-512 float accumulators: FMA latency hidden
+  constexpr int kLanes = 32;  // 2 AVX-512 float accumulators: FMA latency half hidden
   T lanes[kLanes] = {};
   int64_t l = 0;
   for (; l + kLanes <= n; l += kLanes)
@@ -138,9 +138,38 @@ inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
   return total;
 }
 
+// out[i] = sum_l a[l] * b_i[l] for four rows b_i at once: a is loaded once for four
+// independent accumulator chains (one dot per chain would wait on the FMA latency).
+template <typename T>
+inline void dot4(const T* __restrict a, const T* __restrict b0, const T* __restrict b1,
+                 const T* __restrict b2, const T* __restrict b3, int64_t n, T (&out)[4]) {
+  constexpr int V = 64 / static_cast<int>(sizeof(T));  // one 512-bit vector
+  T acc[4][V] = {};
+  int64_t l = 0;
+  for (; l + V <= n; l += V)
+    for (int q = 0; q < V; ++q) {
+      const T av = a[l + q];
+      acc[0][q] += av * b0[l + q];
+      acc[1][q] += av * b1[l + q];
+      acc[2][q] += av * b2[l + q];
+      acc[3][q] += av * b3[l + q];
+    }
+  T t[4] = {T(0), T(0), T(0), T(0)};
+  for (; l < n; ++l) {
+    t[0] += a[l] * b0[l];
+    t[1] += a[l] * b1[l];
+    t[2] += a[l] * b2[l];
+    t[3] += a[l] * b3[l];
+  }
+  for (int i = 0; i < 4; ++i) {
+    for (int q = 0; q < V; ++q) t[i] += acc[i][q];
+    out[i] = t[i];
+  }
+}
+
 template <typename T>
 inline T row_sum(const T* __restrict a, int64_t n) {
-  constexpr int kLanes = 64;  // 4 AVX-512 float accumulators: FMA latency hidden
+  constexpr int kLanes = 32;  // 2 AVX-512 float accumulators: FMA latency half hidden
   T lanes[kLanes] = {};
   int64_t l = 0;
   for (; l + kLanes <= n; l += kLanes)
@@ -151,6 +180,35 @@ inline T row_sum(const T* __restrict a, int64_t n) {
   return total;
 }
 
+// gxph[c, r Lph + m] += sum_{ob < nb} sum_{k in phase r} w[o0 + ob, c, k] gz_ob[m - q_k]
+// (tap k = phase r, offset q_k; see conv1d_tap): grad_input as a correlation over the
+// positions of the (phased, padded) input, accumulated in registers over the block's channels
+// and taps, one load and store of gxph per tile and block.
+template <typename T>
+void grad_input_block(const T* __restrict gzp, int64_t Lz, int64_t M, const T* __restrict w,
+                      const Conv1dGeom& g, const int64_t* phase, const int64_t* shift,
+                      int64_t o0, int64_t nb, T* __restrict gxph) {
+  constexpr int LT = 2 * kLT<T>;
+  const int64_t CK = g.C * g.K, R = g.S * g.Lph;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t r = 0; r < g.S; ++r) {
+      T* dst = gxph + c * R + r * g.Lph;
+      for (int64_t m0 = 0; m0 < g.Lph; m0 += LT) {
+        const int64_t lt = std::min<int64_t>(LT, g.Lph - m0);
+        T acc[LT];
+        for (int j = 0; j < LT; ++j) acc[j] = j < lt ? dst[m0 + j] : T(0);
+        for (int64_t ob = 0; ob < nb; ++ob)
+          for (int64_t k = 0; k < g.K; ++k) {
+            if (phase[k] != r) continue;  // another phase
+            const T* src = gzp + ob * Lz + M + m0 - shift[k];
+            const T wv = w[(o0 + ob) * CK + c * g.K + k];
+            for (int j = 0; j < LT; ++j) acc[j] += wv * src[j];
+          }
+        for (int64_t j = 0; j < lt; ++j) dst[m0 + j] = acc[j];
+      }
+    }
+}
+
 template <Act A, typename T>
 void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict w,
          const T* __restrict b, T* __restrict gx, T* __restrict gw_acc, T* __restrict gb_acc,
@@ -158,35 +216,48 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
          T alpha) {
   const int64_t CK = g.C * g.K, R = g.S * g.Lph;
   const std::vector<int64_t> taps = tap_offsets(g);
+  std::vector<int64_t> phase(taps.size()), shift(taps.size());  // tap k = phase * Lph + shift
+  for (size_t k = 0; k < taps.size(); ++k) {
+    phase[k] = (static_cast<int64_t>(k) * g.D) % g.S;
+    shift[k] = (static_cast<int64_t>(k) * g.D) / g.S;
+  }
+  // gz rows of one channel block with M zeros either side: the grad_input correlation then
+  // reads them without bounds tests (M covers the largest tap offset and the phase overhang).
+  const int64_t M = (g.K - 1) * g.D / g.S + 2, Lz = g.Lo + 2 * M;
+  // (+ one tile: a partial last tile reads, and discards, up to 2 kLT values past the end.)
+  std::vector<T> gzp(static_cast<size_t>(kOB * Lz + 2 * kLT<T>), T(0));
   for (int64_t n = n0; n < n1; ++n) {
     const T* xn = xph + n * g.C * R;
     if (gx != nullptr) std::memset(gxph, 0, sizeof(T) * g.C * R);
     for (int64_t o0 = 0; o0 < g.O; o0 += kOB) {
       const int64_t nb = std::min<int64_t>(kOB, g.O - o0);
       if (A != Act::Identity) conv_rows(xn, w, g, taps.data(), o0, nb, zrow);
-      for (int64_t o = o0; o < o0 + nb; ++o) {
+      for (int64_t ob = 0; ob < nb; ++ob) {
+        const int64_t o = o0 + ob;
         const T* gr = grad + (n * g.O + o) * g.Lo;
-        const T* wo = w + o * CK;
-        const T* gz = gr;
+        T* gz = gzp.data() + ob * Lz + M;  // this row's gz, zero margins either side
         if (A != Act::Identity) {  // act' applied once, to a row still in L1
-          T* z = zrow + (o - o0) * g.Lo;
+          const T* z = zrow + ob * g.Lo;
           const T bo = b != nullptr ? b[o] : T(0);
-          for (int64_t l = 0; l < g.Lo; ++l) z[l] = gr[l] * ActMath<A>::grad(z[l] + bo, alpha);
-          gz = z;
+          for (int64_t l = 0; l < g.Lo; ++l) gz[l] = gr[l] * ActMath<A>::grad(z[l] + bo, alpha);
+        } else {
+          std::memcpy(gz, gr, sizeof(T) * g.Lo);
         }
         if (gb_acc != nullptr) gb_acc[o] += row_sum(gz, g.Lo);
         if (gw_acc != nullptr)
-          for (int64_t c = 0; c < g.C; ++c)
-            for (int64_t k = 0; k < g.K; ++k)
-              gw_acc[o * CK + c * g.K + k] += dot(gz, xn + c * R + taps[k], g.Lo);
-        if (gx != nullptr)
-          for (int64_t c = 0; c < g.C; ++c)
-            for (int64_t k = 0; k < g.K; ++k) {
-              T* dst = gxph + c * R + taps[k];
-              const T wv = wo[c * g.K + k];
-              for (int64_t l = 0; l < g.Lo; ++l) dst[l] += wv * gz[l];
+          for (int64_t c = 0; c < g.C; ++c) {
+            const T* xc = xn + c * R;
+            T* acc = gw_acc + o * CK + c * g.K;
+            int64_t k = 0;
+            for (; k + 4 <= g.K; k += 4) {
+              T d[4];
+              dot4(gz, xc + taps[k], xc + taps[k + 1], xc + taps[k + 2], xc + taps[k + 3], g.Lo, d);
+              for (int i = 0; i < 4; ++i) acc[k + i] += d[i];
             }
+            for (; k < g.K; ++k) acc[k] += dot(gz, xc + taps[k], g.Lo);
+          }
       }
+      if (gx != nullptr) grad_input_block(gzp.data(), Lz, M, w, g, phase.data(), shift.data(), o0, nb, gxph);
     }
     if (gx == nullptr) continue;
     // Back from the phased, padded layout: padded position m S + r is input position
