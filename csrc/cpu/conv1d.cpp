@@ -74,7 +74,7 @@ at::Tensor phased(const at::Tensor& x, const Conv1dGeom& g, at::ScalarType ct) {
   const int64_t right = g.S * g.Lph - g.L - g.P;
   at::Tensor xp = (g.P == 0 && right == 0) ? xc : at::constant_pad_nd(xc, {g.P, right}, 0);
   if (g.S == 1) return xp.contiguous();
-  return xp.view({g.N, g.C, g.Lph, g.S}).transpose(2, 3).contiguous().view({g.N, g.C, -1});
+  return xp.view({g.N, g.C, g.Lph, g.S}).transpose(2, 3).contiguous().view({g.N, g.C, g.S * g.Lph});
 }
 
 Conv1dGeom geom_of(const at::Tensor& x, const at::Tensor& w, Conv1dArgs a) {

@@ -207,8 +207,9 @@ def _register() -> None:
         mask = [need[0], need[1], bias is not None and need[2]]
         gx, gw, gb = lib.fused_conv1d_backward(grad_out, x, weight, bias, saved, stride, padding,
                                                dilation, groups, act, alpha, mask)
-        if grad_pre is not None and act != "identity" and not grad_from_output(act, x.dtype):
-            # Only if a caller used the op's second output (the pre-activation, no bias).
+        if grad_pre is not None and grad_pre.dim() == 3:
+            # Only if a caller used the op's second output (the pre-activation without bias;
+            # an empty 1-D tensor when the op saved none).
             extra = lib.fused_conv1d_backward(grad_pre, x, weight, None, saved, stride, padding,
                                               dilation, groups, "identity", alpha,
                                               [need[0], need[1], False])
