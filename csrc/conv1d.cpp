@@ -58,6 +58,22 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups) {
   return w.size(1) * w.size(2) <= kDirectMaxReduction ? Path::Direct : Path::Vendor;
 }
 
+// Whether some kernel tap k reads only padding at every output position l, i.e. no l in
+// [0, Lo) has 0 <= l * stride - padding + k * dilation < L.
+bool has_padding_only_tap(int64_t L, int64_t K, int64_t stride, int64_t padding,
+                          int64_t dilation) {
+  const int64_t Lo = conv1d_out_len(L, K, stride, padding, dilation);
+  for (int64_t k = 0; k < K; ++k) {
+    bool touches = false;
+    for (int64_t l = 0; l < Lo && !touches; ++l) {
+      const int64_t i = l * stride - padding + k * dilation;
+      touches = i >= 0 && i < L;
+    }
+    if (!touches) return true;
+  }
+  return false;
+}
+
 void check_args(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
                 int64_t stride, int64_t padding, int64_t dilation, int64_t groups,
                 const char* op) {
@@ -218,11 +234,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
       gz = act_backward_op().call(grad, saved, act, alpha, from_output);
     }
     if (output_mask[0] || output_mask[1]) {
-      auto r = at::convolution_backward(gz, x, w, std::nullopt, {stride}, {padding}, {dilation},
-                                        false, {0}, groups,
+      // oneDNN's bfloat16/float16 backward leaves garbage (inf, NaN, 1e37) in the weight
+      // gradient of taps that only ever meet padding (eager PyTorch has the same bug,
+      // torch 2.13): for those geometries the CPU backward runs in float32.
+      const bool widen = !x.is_cuda() && (x.scalar_type() == at::kHalf ||
+                                          x.scalar_type() == at::kBFloat16) &&
+                         has_padding_only_tap(x.size(2), w.size(2), stride, padding, dilation);
+      const auto wide = [&](const at::Tensor& t) { return widen ? t.to(at::kFloat) : t; };
+      auto r = at::convolution_backward(wide(gz), wide(x), wide(w), std::nullopt, {stride},
+                                        {padding}, {dilation}, false, {0}, groups,
                                         {output_mask[0], output_mask[1], false});
       gx = std::get<0>(r);
       gw = std::get<1>(r);
+      if (widen) {
+        if (gx.defined()) gx = gx.to(x.scalar_type());
+        if (gw.defined()) gw = gw.to(x.scalar_type());
+      }
     }
     if (need_b && !gb.defined()) gb = gz.sum({0, 2});
   }
