@@ -114,10 +114,11 @@ TORCH_LIBRARY(lightdl, m) {
       "(Tensor, Tensor)");
 
   // ---- fused_conv1d (csrc/conv1d.cpp) ----
-  // (act(conv1d(x, weight) + bias), conv1d(x, weight) without bias): the second output is what
-  // the backward needs, an empty tensor when it needs none (act == identity, or sigmoid/tanh
-  // in float32/float64, whose derivative is taken from the first output). groups > 1 runs the
-  // vendor convolution; padding is symmetric (the Python wrapper resolves "same"/"valid").
+  // (act(conv1d(x, weight) + bias), conv1d(x, weight) + bias): the second output is what the
+  // backward needs, an empty tensor when it needs none (the direct path, which recomputes it;
+  // act == identity; sigmoid/tanh in float32/float64, whose derivative is taken from the first
+  // output). groups > 1 runs the vendor convolution; padding is symmetric (the Python wrapper
+  // resolves "same"/"valid").
   m.def(
       "fused_conv1d(Tensor x, Tensor weight, Tensor? bias, int stride=1, int padding=0, "
       "int dilation=1, int groups=1, str act='identity', float alpha=0.01) -> (Tensor, Tensor)");

@@ -3,11 +3,11 @@ act(F.conv1d(x, weight, bias, stride, padding, dilation, groups)).
 
 The compiled op (csrc/conv1d.cpp) picks one of two paths by a measured rule: our direct
 kernels (short reductions C_in * K, e.g. one-channel signals: bias and activation applied in
-registers, direct grad_input and grad_weight), or the vendor convolution (oneDNN / cuDNN)
-without bias followed by our bias_act epilogue. The backward applies the activation derivative
-once (bias_act_backward, which also reduces grad_bias) and then computes grad_input and
-grad_weight on the same path. The op returns the pre-activation as a second output, which the
-backward needs (empty when it needs none).
+registers, direct grad_input and grad_weight), or the vendor convolution (oneDNN / cuDNN,
+bias included) followed by our activation kernel. The backward applies the activation
+derivative once and computes grad_input, grad_weight and grad_bias on the same path. The op
+returns the biased pre-activation as a second output where the backward needs it (empty
+otherwise: the direct backward recomputes it).
 
 "same" / "valid" padding are resolved here to integers; an odd total "same" padding puts the
 extra zero on the right, as F.conv1d does (one F.pad of the input, differentiable).
@@ -208,13 +208,13 @@ def _register() -> None:
         gx, gw, gb = lib.fused_conv1d_backward(grad_out, x, weight, bias, saved, stride, padding,
                                                dilation, groups, act, alpha, mask)
         if grad_pre is not None and grad_pre.dim() == 3:
-            # Only if a caller used the op's second output (the pre-activation without bias;
-            # an empty 1-D tensor when the op saved none).
-            extra = lib.fused_conv1d_backward(grad_pre, x, weight, None, saved, stride, padding,
-                                              dilation, groups, "identity", alpha,
-                                              [need[0], need[1], False])
-            gx = gx + extra[0] if need[0] else gx
-            gw = gw + extra[1] if need[1] else gw
+            # Only if a caller used the op's second output (the biased pre-activation; an
+            # empty 1-D tensor when the op saved none).
+            extra = lib.fused_conv1d_backward(grad_pre, x, weight, bias, saved, stride, padding,
+                                              dilation, groups, "identity", alpha, mask)
+            gx = gx + extra[0] if mask[0] else gx
+            gw = gw + extra[1] if mask[1] else gw
+            gb = gb + extra[2] if mask[2] else gb
         return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None,
                 None, None, None, None, None, None)
 
