@@ -112,6 +112,24 @@ TORCH_LIBRARY(lightdl, m) {
   m.def(
       "fused_linear(Tensor x, Tensor weight, Tensor? bias, str act, float alpha=0.01) -> "
       "(Tensor, Tensor)");
+
+  // ---- fused_conv1d (csrc/conv1d.cpp) ----
+  // (act(conv1d(x, weight) + bias), conv1d(x, weight) + bias): the second output is what the
+  // backward needs, an empty tensor when it needs none (the direct path, which recomputes it;
+  // act == identity; sigmoid/tanh in float32/float64, whose derivative is taken from the first
+  // output). groups > 1 runs the vendor convolution; padding is symmetric (the Python wrapper
+  // resolves "same"/"valid").
+  m.def(
+      "fused_conv1d(Tensor x, Tensor weight, Tensor? bias, int stride=1, int padding=0, "
+      "int dilation=1, int groups=1, str act='identity', float alpha=0.01) -> (Tensor, Tensor)");
+  // (grad_x, grad_weight, grad_bias) with act' applied once; `saved` is the forward's second
+  // output, or its first for sigmoid/tanh in float32/float64. Gradients left out by
+  // output_mask (and grad_bias without a bias) are empty tensors.
+  m.def(
+      "fused_conv1d_backward(Tensor grad, Tensor x, Tensor weight, Tensor? bias, Tensor saved, "
+      "int stride, int padding, int dilation, int groups, str act, float alpha, "
+      "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  // ---- end fused_conv1d ----
 }
 
 // Device-generic code, registered per device (not as a composite, so the fake kernel from

@@ -1,7 +1,9 @@
 """Drop-in replacements for torch.nn layers, running lightdl's fused ops."""
 
 from lightdl.nn.activation import Activation
-from lightdl.nn.fuse import fuse  # noqa: E402  (after the layers it swaps in)
+from lightdl.nn.conv1d import FusedConv1d
 from lightdl.nn.linear import FusedLinear
 
-__all__ = ["Activation", "FusedLinear", "fuse"]
+from lightdl.nn.fuse import fuse  # noqa: I001  (after the layers it swaps in)
+
+__all__ = ["Activation", "FusedConv1d", "FusedLinear", "fuse"]

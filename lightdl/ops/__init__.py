@@ -7,6 +7,7 @@ implementation with `use_backend("native" | "reference")`.
 from lightdl.ops._acts import ACTIVATIONS, FORWARD_ONLY
 from lightdl.ops._backend import BACKENDS, build_info, get_backend, use_backend
 from lightdl.ops.bias_act import activation, activation_reference, bias_act, bias_act_reference
+from lightdl.ops.conv1d import fused_conv1d, fused_conv1d_reference
 from lightdl.ops.linear import fused_linear, fused_linear_reference
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "bias_act",
     "bias_act_reference",
     "build_info",
+    "fused_conv1d",
+    "fused_conv1d_reference",
     "fused_linear",
     "fused_linear_reference",
     "get_backend",

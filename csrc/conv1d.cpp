@@ -1,0 +1,280 @@
+// fused_conv1d and fused_conv1d_backward, device-generic: argument checks, the choice between
+// the two paths, autocast. Registered for CPU and CUDA (not as a composite, so the fake kernel
+// from Python is the only Meta kernel).
+//
+// Paths:
+// - direct: our own kernels (csrc/cpu/conv1d*.cpp, csrc/cuda/conv1d.cu): the convolution with
+//   bias and activation applied in registers, and a direct grad_input / grad_weight(+bias).
+// - vendor: at::convolution with the bias (oneDNN on CPU, cuDNN on GPU, which add it in their
+//   own epilogue), then our activation kernel; backward: our activation_backward (act' once),
+//   then at::convolution_backward for grad_input, grad_weight and grad_bias. (A first version
+//   left the bias out of the convolution and used our bias_act / bias_act_backward around it:
+//   measured 3-20% slower than eager on the large-channel shapes, where eager lets oneDNN add
+//   the bias and reduce its gradient in passes it makes anyway.)
+// The activation derivative is applied once on either path: in the direct backward kernel, to
+// the pre-activation it recomputes in cache (cheaper than writing it forward and reading it
+// back: the direct path is memory-bound; nothing is saved), or by activation_backward on the
+// vendor path, which saves the biased pre-activation (or, for sigmoid/tanh in float32/float64,
+// uses the output).
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <tuple>
+
+#include "checks.h"
+#include "conv1d_direct.h"
+#include "conv1d_math.h"
+
+namespace lightdl {
+namespace {
+
+constexpr const char* kFwd = "fused_conv1d";
+constexpr const char* kBwd = "fused_conv1d_backward";
+
+// Mirrors lightdl/ops/_acts.grad_from_output: sigmoid/tanh in float32/float64 take their
+// derivative from the output (no exp or division), so the output is saved and no
+// pre-activation is written.
+bool grad_from_output(Act a, at::ScalarType dt) {
+  return (a == Act::Sigmoid || a == Act::Tanh) && (dt == at::kFloat || dt == at::kDouble);
+}
+
+// The dispatch rule, from benchmarks/results/cpu/conv1d.md (see README, "conv1d"): the direct
+// kernels win where the reduction per output, C_in * K, is short: oneDNN's direct convolution
+// reaches its GEMM rate only for C_in >= 16 or so, and its backward-data pass is slowest
+// exactly there (C_in = 1: 7 ms against our < 1 ms). LIGHTDL_CONV1D_PATH=direct|vendor
+// overrides the rule (benchmarks, tests).
+constexpr int64_t kDirectMaxReduction = 32;  // C_in * K
+
+enum class Path { Direct, Vendor };
+
+Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups) {
+  if (groups != 1) return Path::Vendor;  // the direct kernels are groups == 1 only
+  if (const char* env = std::getenv("LIGHTDL_CONV1D_PATH")) {
+    if (std::strcmp(env, "direct") == 0) return Path::Direct;
+    if (std::strcmp(env, "vendor") == 0) return Path::Vendor;
+  }
+  (void)x;
+  return w.size(1) * w.size(2) <= kDirectMaxReduction ? Path::Direct : Path::Vendor;
+}
+
+// Whether some kernel tap k reads only padding at every output position l, i.e. no l in
+// [0, Lo) has 0 <= l * stride - padding + k * dilation < L.
+bool has_padding_only_tap(int64_t L, int64_t K, int64_t stride, int64_t padding,
+                          int64_t dilation) {
+  const int64_t Lo = conv1d_out_len(L, K, stride, padding, dilation);
+  for (int64_t k = 0; k < K; ++k) {
+    bool touches = false;
+    for (int64_t l = 0; l < Lo && !touches; ++l) {
+      const int64_t i = l * stride - padding + k * dilation;
+      touches = i >= 0 && i < L;
+    }
+    if (!touches) return true;
+  }
+  return false;
+}
+
+void check_args(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias,
+                int64_t stride, int64_t padding, int64_t dilation, int64_t groups,
+                const char* op) {
+  check_float_tensor(x, op, "x");
+  check_float_tensor(w, op, "weight");
+  TORCH_CHECK_VALUE(x.dim() == 3, op, ": `x` must have shape (N, C_in, L), got ", x.sizes());
+  TORCH_CHECK_VALUE(w.dim() == 3, op, ": `weight` must have shape (C_out, C_in / groups, K), got ",
+                    w.sizes());
+  TORCH_CHECK_VALUE(stride >= 1, op, ": `stride` must be >= 1, got ", stride);
+  TORCH_CHECK_VALUE(padding >= 0, op, ": `padding` must be >= 0, got ", padding);
+  TORCH_CHECK_VALUE(dilation >= 1, op, ": `dilation` must be >= 1, got ", dilation);
+  TORCH_CHECK_VALUE(groups >= 1, op, ": `groups` must be >= 1, got ", groups);
+  TORCH_CHECK_VALUE(x.size(1) % groups == 0 && w.size(0) % groups == 0, op,
+                    ": C_in (", x.size(1), ") and C_out (", w.size(0),
+                    ") must be divisible by groups (", groups, ")");
+  TORCH_CHECK_VALUE(w.size(1) * groups == x.size(1), op, ": `weight` has ", w.size(1),
+                    " input channels per group, but `x` has ", x.size(1), " channels and groups=",
+                    groups, " (expected weight.shape[1] == ", x.size(1) / groups, ")");
+  TORCH_CHECK_VALUE(w.size(0) >= 1 && w.size(2) >= 1, op, ": `weight` must have C_out >= 1 and K >= 1, got ",
+                    w.sizes());
+  TORCH_CHECK_TYPE(w.scalar_type() == x.scalar_type(), op, ": `weight` dtype ", w.scalar_type(),
+                   " differs from `x` dtype ", x.scalar_type());
+  TORCH_CHECK_VALUE(w.device() == x.device(), op, ": `weight` is on ", w.device(),
+                    " but `x` is on ", x.device());
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == w.size(0), op,
+                      ": `bias` must have shape (", w.size(0), ",), got ", bias->sizes());
+    TORCH_CHECK_TYPE(bias->scalar_type() == x.scalar_type(), op, ": `bias` dtype ",
+                     bias->scalar_type(), " differs from `x` dtype ", x.scalar_type());
+    TORCH_CHECK_VALUE(bias->device() == x.device(), op, ": `bias` is on ", bias->device(),
+                      " but `x` is on ", x.device());
+  }
+  const int64_t span = dilation * (w.size(2) - 1) + 1;
+  TORCH_CHECK_VALUE(x.size(2) + 2 * padding >= span, op, ": input too short: length ", x.size(2),
+                    " + 2 * padding ", padding, " < dilated kernel size ", span);
+}
+
+const auto& act_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::activation", "")
+                       .typed<at::Tensor(const at::Tensor&, c10::string_view, double)>();
+  return op;
+}
+const auto& act_backward_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::activation_backward", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view,
+                                         double, bool)>();
+  return op;
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at::Tensor& weight,
+                                                const std::optional<at::Tensor>& bias,
+                                                int64_t stride, int64_t padding, int64_t dilation,
+                                                int64_t groups, c10::string_view act,
+                                                double alpha) {
+  check_args(x_in, weight, bias, stride, padding, dilation, groups, kFwd);
+  const Act a = parse_act(std::string(act));
+  const bool has_bias = bias.has_value() && bias->defined();
+  const bool want_pre = a != Act::Identity && !grad_from_output(a, x_in.scalar_type());
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor w = weight.contiguous();
+  const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+  if (choose_path(x, w, groups) == Path::Direct) {
+    // The direct backward recomputes the pre-activation: nothing to save.
+    const Conv1dArgs args{stride, padding, dilation};
+    at::Tensor out;
+    if (x.is_cuda()) {
+#ifdef LIGHTDL_WITH_CUDA
+      out = cuda::conv1d_direct_forward(x, w, b, args, a, alpha);
+#else
+      TORCH_CHECK(false, kFwd, ": built without CUDA");
+#endif
+    } else {
+      out = cpu::conv1d_direct_forward(x, w, b, args, a, alpha);
+    }
+    return {out, at::empty({0}, x.options())};
+  }
+  // Vendor: the bias goes into the convolution (oneDNN/cuDNN add it in their own epilogue, as
+  // eager does), our activation kernel follows; `saved` is the biased pre-activation.
+  at::Tensor pre = at::convolution(x, w, has_bias ? std::optional<at::Tensor>(b) : std::nullopt,
+                                   {stride}, {padding}, {dilation}, false, {0}, groups);
+  if (a == Act::Identity) return {pre, at::empty({0}, x.options())};
+  at::Tensor out = act_op().call(pre, act, alpha);
+  return {out, want_pre ? pre : at::empty({0}, x.options())};
+}
+
+// `saved`: the op's second output, or its first when grad_from_output(act, dtype); unused for
+// identity. Gradients not asked for in output_mask (and grad_bias without a bias) come back as
+// empty tensors.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
+    const at::Tensor& grad, const at::Tensor& x_in, const at::Tensor& weight,
+    const std::optional<at::Tensor>& bias, const at::Tensor& saved, int64_t stride,
+    int64_t padding, int64_t dilation, int64_t groups, c10::string_view act, double alpha,
+    std::array<bool, 3> output_mask) {
+  check_args(x_in, weight, bias, stride, padding, dilation, groups, kBwd);
+  const Act a = parse_act(std::string(act));
+  const bool has_bias = bias.has_value() && bias->defined();
+  const int64_t Lo = conv1d_out_len(x_in.size(2), weight.size(2), stride, padding, dilation);
+  const std::vector<int64_t> out_shape{x_in.size(0), weight.size(0), Lo};
+  TORCH_CHECK_VALUE(grad.sizes() == c10::IntArrayRef(out_shape), kBwd, ": `grad` must have shape ",
+                    c10::IntArrayRef(out_shape), ", got ", grad.sizes());
+  TORCH_CHECK_TYPE(grad.scalar_type() == x_in.scalar_type(), kBwd, ": `grad` dtype ",
+                   grad.scalar_type(), " differs from `x` dtype ", x_in.scalar_type());
+  const bool from_output = grad_from_output(a, x_in.scalar_type());
+  TORCH_CHECK_VALUE(saved.numel() == 0 || saved.sizes() == c10::IntArrayRef(out_shape), kBwd,
+                    ": `saved` must be empty or have shape ", c10::IntArrayRef(out_shape), ", got ",
+                    saved.sizes());
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor w = weight.contiguous();
+  const bool need_b = has_bias && output_mask[2];
+
+  Path path = choose_path(x, w, groups);
+  // The vendor path needs the pre-activation; the direct one recomputes it (and is what ran
+  // forward when none was saved, e.g. LIGHTDL_CONV1D_PATH changed in between).
+  if (path == Path::Vendor && groups == 1 && a != Act::Identity && !from_output &&
+      saved.numel() == 0)
+    path = Path::Direct;
+  at::Tensor gx, gw, gb;
+  if (path == Path::Direct) {
+    const Conv1dArgs args{stride, padding, dilation};
+    const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+    if (x.is_cuda()) {
+#ifdef LIGHTDL_WITH_CUDA
+      std::tie(gx, gw, gb) = cuda::conv1d_direct_backward(grad, x, w, b, args, a, alpha, output_mask);
+#else
+      TORCH_CHECK(false, kBwd, ": built without CUDA");
+#endif
+    } else {
+      std::tie(gx, gw, gb) = cpu::conv1d_direct_backward(grad, x, w, b, args, a, alpha, output_mask);
+    }
+  } else {
+    // act' applied once (from the saved biased pre-activation, or the output), then the
+    // vendor's backward, which also reduces grad_bias in its weight pass, as eager does.
+    const at::Tensor gz = a == Act::Identity
+                              ? grad.contiguous()
+                              : act_backward_op().call(grad, saved, act, alpha, from_output);
+    if (output_mask[0] || output_mask[1] || need_b) {
+      // oneDNN's bfloat16/float16 backward leaves garbage (inf, NaN, 1e37) in the weight
+      // gradient of taps that only ever meet padding (eager PyTorch has the same bug,
+      // torch 2.13): for those geometries the CPU backward runs in float32.
+      const bool widen = !x.is_cuda() && (x.scalar_type() == at::kHalf ||
+                                          x.scalar_type() == at::kBFloat16) &&
+                         has_padding_only_tap(x.size(2), w.size(2), stride, padding, dilation);
+      const auto wide = [&](const at::Tensor& t) { return widen ? t.to(at::kFloat) : t; };
+      const std::optional<c10::IntArrayRef> bias_sizes =
+          need_b ? std::optional<c10::IntArrayRef>(bias->sizes()) : std::nullopt;
+      auto r = at::convolution_backward(wide(gz), wide(x), wide(w), bias_sizes, {stride},
+                                        {padding}, {dilation}, false, {0}, groups,
+                                        {output_mask[0], output_mask[1], need_b});
+      const auto narrow = [&](const at::Tensor& t) {
+        return widen && t.defined() ? t.to(x.scalar_type()) : t;
+      };
+      gx = narrow(std::get<0>(r));
+      gw = narrow(std::get<1>(r));
+      gb = narrow(std::get<2>(r));
+    }
+  }
+  const auto empty = [&] { return at::empty({0}, x.options()); };
+  return {output_mask[0] ? gx : empty(), output_mask[1] ? gw : empty(),
+          need_b ? gb : empty()};
+}
+
+// Autocast like F.conv1d: floating inputs cast to the autocast dtype (CPU bfloat16, CUDA
+// float16 by default), through the dispatcher so the Python autograd formula still applies.
+template <c10::DeviceType DT>
+std::tuple<at::Tensor, at::Tensor> fused_conv1d_autocast(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    int64_t stride, int64_t padding, int64_t dilation, int64_t groups, c10::string_view act,
+    double alpha) {
+  c10::impl::ExcludeDispatchKeyGuard guard(at::autocast::get_autocast_dispatch_key_from_device_type(DT));
+  const auto dtype = at::autocast::get_lower_precision_fp_from_device_type(DT);
+  std::optional<at::Tensor> b;
+  if (bias.has_value() && bias->defined()) b = at::autocast::cached_cast(dtype, *bias, DT);
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("lightdl::fused_conv1d", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                           int64_t, int64_t, int64_t, int64_t, c10::string_view, double)>();
+  return op.call(at::autocast::cached_cast(dtype, x, DT),
+                 at::autocast::cached_cast(dtype, weight, DT), b, stride, padding, dilation,
+                 groups, act, alpha);
+}
+
+}  // namespace
+}  // namespace lightdl
+
+TORCH_LIBRARY_IMPL(lightdl, CPU, m) {
+  m.impl("fused_conv1d", &lightdl::fused_conv1d);
+  m.impl("fused_conv1d_backward", &lightdl::fused_conv1d_backward);
+}
+TORCH_LIBRARY_IMPL(lightdl, CUDA, m) {
+  m.impl("fused_conv1d", &lightdl::fused_conv1d);
+  m.impl("fused_conv1d_backward", &lightdl::fused_conv1d_backward);
+}
+TORCH_LIBRARY_IMPL(lightdl, AutocastCPU, m) {
+  m.impl("fused_conv1d", &lightdl::fused_conv1d_autocast<c10::DeviceType::CPU>);
+}
+TORCH_LIBRARY_IMPL(lightdl, AutocastCUDA, m) {
+  m.impl("fused_conv1d", &lightdl::fused_conv1d_autocast<c10::DeviceType::CUDA>);
+}

@@ -1,0 +1,225 @@
+"""`fused_conv1d(x, weight, bias, stride, padding, dilation, groups, act)` =
+act(F.conv1d(x, weight, bias, stride, padding, dilation, groups)).
+
+The compiled op (csrc/conv1d.cpp) picks one of two paths by a measured rule: our direct
+kernels (short reductions C_in * K, e.g. one-channel signals: bias and activation applied in
+registers, direct grad_input and grad_weight), or the vendor convolution (oneDNN / cuDNN,
+bias included) followed by our activation kernel. The backward applies the activation
+derivative once and computes grad_input, grad_weight and grad_bias on the same path. The op
+returns the biased pre-activation as a second output where the backward needs it (empty
+otherwise: the direct backward recomputes it).
+
+"same" / "valid" padding are resolved here to integers; an odd total "same" padding puts the
+extra zero on the right, as F.conv1d does (one F.pad of the input, differentiable).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from lightdl.ops import _backend
+from lightdl.ops._acts import apply_reference, check_act, grad_from_output
+from lightdl.ops._checks import check_float, check_like, check_tensor
+
+_OP = "fused_conv1d"
+
+
+def fused_conv1d_reference(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int | str = 0,
+    dilation: int = 1,
+    groups: int = 1,
+    act: str = "identity",
+    alpha: float = 0.01,
+) -> torch.Tensor:
+    """Pure-PyTorch `act(F.conv1d(x, weight, bias, stride, padding, dilation, groups))`."""
+    return apply_reference(F.conv1d(x, weight, bias, stride, padding, dilation, groups), act, alpha)
+
+
+def _int_arg(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, (tuple, list)) and len(value) == 1:  # nn.Conv1d stores 1-tuples
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{_OP}: `{name}` must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{_OP}: `{name}` must be >= {minimum}, got {value}")
+    return value
+
+
+def resolve_padding(padding: int | str | tuple, kernel_size: int, stride: int,
+                    dilation: int) -> tuple[int, int]:
+    """(left, extra_right): symmetric padding `left` on both sides plus `extra_right` more
+    zeros on the right (only for "same" with an odd total, as F.conv1d pads)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return 0, 0
+        if padding == "same":
+            if stride != 1:
+                raise ValueError(f"{_OP}: padding='same' is not supported for strided "
+                                 f"convolutions (stride={stride}), as in F.conv1d")
+            total = dilation * (kernel_size - 1)
+            return total // 2, total - 2 * (total // 2)
+        raise ValueError(f"{_OP}: `padding` must be an int, 'same' or 'valid', got {padding!r}")
+    return _int_arg(padding, "padding", 0), 0
+
+
+def _check(x, weight, bias, stride, padding, dilation, groups, act, alpha):
+    check_tensor(x, "x", _OP)
+    check_tensor(weight, "weight", _OP)
+    if x.dim() not in (2, 3):
+        raise ValueError(f"{_OP}: `x` must have shape (N, C_in, L) or (C_in, L), got "
+                         f"{tuple(x.shape)}")
+    if weight.dim() != 3:
+        raise ValueError(f"{_OP}: `weight` must have shape (C_out, C_in / groups, K), got "
+                         f"{tuple(weight.shape)}")
+    check_like(weight, x, "weight", "x", _OP)
+    stride = _int_arg(stride, "stride", 1)
+    dilation = _int_arg(dilation, "dilation", 1)
+    groups = _int_arg(groups, "groups", 1)
+    c_in, c_out, k = x.shape[-2], weight.shape[0], weight.shape[2]
+    if c_in % groups or c_out % groups:
+        raise ValueError(f"{_OP}: C_in ({c_in}) and C_out ({c_out}) must be divisible by "
+                         f"groups ({groups})")
+    if weight.shape[1] * groups != c_in:
+        raise ValueError(f"{_OP}: `weight` has {weight.shape[1]} input channels per group but "
+                         f"`x` has {c_in} channels and groups={groups} (expected "
+                         f"weight.shape[1] == {c_in // groups})")
+    if bias is not None:
+        check_tensor(bias, "bias", _OP)
+        if bias.dim() != 1 or bias.shape[0] != c_out:
+            raise ValueError(f"{_OP}: `bias` must have shape ({c_out},), got {tuple(bias.shape)}")
+        check_like(bias, x, "bias", "x", _OP)
+    check_act(act, _OP)
+    alpha = check_float(alpha, "alpha", _OP)
+    left, extra = resolve_padding(padding, k, stride, dilation)
+    span = dilation * (k - 1) + 1
+    if x.shape[-1] + 2 * left + extra < span:
+        raise ValueError(f"{_OP}: input too short: length {x.shape[-1]} with padding "
+                         f"{padding!r} is shorter than the dilated kernel size {span}")
+    return stride, left, extra, dilation, groups, alpha
+
+
+def fused_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int = 1,
+    padding: int | str = 0,
+    dilation: int = 1,
+    groups: int = 1,
+    act: str = "identity",
+    alpha: float = 0.01,
+) -> torch.Tensor:
+    """`act(F.conv1d(x, weight, bias, stride, padding, dilation, groups))`.
+
+    Args:
+        x: (N, C_in, L) or unbatched (C_in, L).
+        weight: (C_out, C_in / groups, K).
+        bias: (C_out,) or None.
+        stride, dilation, groups: ints >= 1; padding: int >= 0, "same" (stride 1 only) or
+            "valid", as in F.conv1d.
+        act: one of lightdl.ops.ACTIVATIONS; alpha: leaky_relu's negative slope.
+    Returns:
+        (N, C_out, L_out) (or (C_out, L_out)), L_out = (L + 2p - dilation (K - 1) - 1) // stride + 1.
+    """
+    stride, left, extra, dilation, groups, alpha = _check(
+        x, weight, bias, stride, padding, dilation, groups, act, alpha)
+    if not _backend.use_native(x):
+        return fused_conv1d_reference(x, weight, bias, stride, padding, dilation, groups, act,
+                                      alpha)
+    unbatched = x.dim() == 2
+    if unbatched:
+        x = x.unsqueeze(0)
+    if extra:
+        x = F.pad(x, (0, extra))
+    out = torch.ops.lightdl.fused_conv1d(x, weight, bias, stride, left, dilation, groups, act,
+                                         alpha)[0]
+    return out.squeeze(0) if unbatched else out
+
+
+# The path rule of csrc/conv1d.cpp (choose_path), mirrored for the fake kernel: the direct path
+# saves no pre-activation (its backward recomputes it), so the op's second output is empty.
+DIRECT_MAX_REDUCTION = 32  # C_in * K
+
+
+def uses_direct_path(c_in: int, kernel_size: int, groups: int) -> bool:
+    """Whether fused_conv1d runs our direct kernels (else the vendor convolution + epilogue)."""
+    if groups != 1:
+        return False
+    forced = os.environ.get("LIGHTDL_CONV1D_PATH")
+    if forced in ("direct", "vendor"):
+        return forced == "direct"
+    return c_in * kernel_size <= DIRECT_MAX_REDUCTION
+
+
+def _register() -> None:
+    lib = torch.ops.lightdl
+
+    def _out_len(x, weight, stride, padding, dilation):
+        return (x.shape[2] + 2 * padding - dilation * (weight.shape[2] - 1) - 1) // stride + 1
+
+    @torch.library.register_fake("lightdl::fused_conv1d")
+    def _(x, weight, bias, stride=1, padding=0, dilation=1, groups=1, act="identity",
+          alpha=0.01):
+        shape = (x.shape[0], weight.shape[0], _out_len(x, weight, stride, padding, dilation))
+        out = x.new_empty(shape)
+        none_needed = (act == "identity" or grad_from_output(act, x.dtype)
+                       or uses_direct_path(x.shape[1], weight.shape[2], groups))
+        return out, (x.new_empty((0,)) if none_needed else x.new_empty(shape))
+
+    @torch.library.register_fake("lightdl::fused_conv1d_backward")
+    def _(grad, x, weight, bias, saved, stride, padding, dilation, groups, act, alpha,
+          output_mask):
+        gx = torch.empty_like(x, memory_format=torch.contiguous_format) if output_mask[0] \
+            else x.new_empty((0,))
+        gw = torch.empty_like(weight, memory_format=torch.contiguous_format) if output_mask[1] \
+            else x.new_empty((0,))
+        gb = x.new_empty((weight.shape[0],)) if output_mask[2] and bias is not None \
+            else x.new_empty((0,))
+        return gx, gw, gb
+
+    def _setup(ctx, inputs, output):
+        # Trailing arguments left at their schema defaults may be missing from `inputs`.
+        defaults = (None, 1, 0, 1, 1, "identity", 0.01)
+        x, weight, bias, stride, padding, dilation, groups, act, alpha = (
+            *inputs, *defaults[len(inputs) - 2:])
+        from_output = grad_from_output(act, x.dtype)
+        saved = output[0] if from_output else output[1]
+        ctx.save_for_backward(x, weight, bias, saved)
+        ctx.conf = (stride, padding, dilation, groups, act, alpha)
+        # The second output is almost never used: without this autograd would hand the
+        # backward a zero gradient for it and we would run a second backward on zeros.
+        ctx.set_materialize_grads(False)
+
+    def _backward(ctx, grad_out, grad_pre):
+        x, weight, bias, saved = ctx.saved_tensors
+        stride, padding, dilation, groups, act, alpha = ctx.conf
+        if grad_out is None:
+            grad_out = x.new_zeros((x.shape[0], weight.shape[0],
+                                    _out_len(x, weight, stride, padding, dilation)))
+        need = ctx.needs_input_grad
+        mask = [need[0], need[1], bias is not None and need[2]]
+        gx, gw, gb = lib.fused_conv1d_backward(grad_out, x, weight, bias, saved, stride, padding,
+                                               dilation, groups, act, alpha, mask)
+        if grad_pre is not None and grad_pre.dim() == 3:
+            # Only if a caller used the op's second output (the biased pre-activation; an
+            # empty 1-D tensor when the op saved none).
+            extra = lib.fused_conv1d_backward(grad_pre, x, weight, bias, saved, stride, padding,
+                                              dilation, groups, "identity", alpha, mask)
+            gx = gx + extra[0] if mask[0] else gx
+            gw = gw + extra[1] if mask[1] else gw
+            gb = gb + extra[2] if mask[2] else gb
+        return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None,
+                None, None, None, None, None, None)
+
+    torch.library.register_autograd("lightdl::fused_conv1d", _backward, setup_context=_setup)
+
+
+if _backend._C is not None:
+    _register()

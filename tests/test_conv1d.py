@@ -1,0 +1,344 @@
+"""fused_conv1d and FusedConv1d: both paths (direct kernels, vendor convolution + epilogue)
+against the PyTorch reference."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import lightdl
+from lightdl.nn import FusedConv1d
+from lightdl.ops import ACTIVATIONS, fused_conv1d, fused_conv1d_reference
+from lightdl.ops._backend import _C
+from lightdl.ops.conv1d import uses_direct_path
+from tests.helpers import DEVICES, signal
+
+pytestmark = pytest.mark.skipif(_C is None, reason="compiled extension not built")
+
+PATHS = ["auto", "direct", "vendor"]
+SMOOTH = ["identity", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu"]  # no kink to round across
+# Error per unit of the magnitude bound (the same sums over |terms|), by dtype. float16 allows
+# for the vendor path, whose CPU float16 convolution rounds partial sums to float16 (ours
+# accumulates in float32).
+REL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 3e-2}
+
+
+@pytest.fixture
+def path(request, monkeypatch):
+    """Force one of the op's two paths through LIGHTDL_CONV1D_PATH (read on every call)."""
+    if request.param != "auto":
+        monkeypatch.setenv("LIGHTDL_CONV1D_PATH", request.param)
+    else:
+        monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
+    return request.param
+
+
+def random_case(rng: random.Random, groups_ok: bool = True) -> dict:
+    """A random geometry in the issue's ranges: batch incl. 0 and 1, C_in 1..64, K 1..11,
+    stride 1..3, dilation 1..3, padding 0..K, L from about the kernel span to 2000."""
+    c_in = rng.choice([1, 1, 2, 3, 5, 8, 16, 24, 64])
+    k = rng.randint(1, 11)
+    d = rng.randint(1, 3)
+    s = rng.randint(1, 3)
+    p = rng.randint(0, k)
+    span = d * (k - 1) + 1
+    L = max(1, span - 2 * p) + rng.choice([0, 1, 7, rng.randint(0, 120)])
+    if rng.random() < 0.15:
+        L = rng.randint(1000, 2000)
+    groups = 1
+    c_out = rng.randint(1, 12)
+    if groups_ok and rng.random() < 0.25 and c_in > 1:
+        groups = rng.choice([g for g in (2, 4, c_in) if c_in % g == 0] or [1])
+        c_out = groups * rng.randint(1, 3)
+    n = rng.choice([0, 1, 2, 3, 4]) if L < 1000 else 2
+    return dict(N=n, C=c_in, O=c_out, K=k, L=L, stride=s, padding=p, dilation=d, groups=groups)
+
+
+def _grads(fn, x, w, b, g, **kw):
+    x, w = x.detach().requires_grad_(), w.detach().requires_grad_()
+    b = None if b is None else b.detach().requires_grad_()
+    y = fn(x, w, b, **kw)
+    gx, gw, gb = torch.autograd.grad(y, [t for t in (x, w, b) if t is not None], g,
+                                     allow_unused=True, materialize_grads=True) + (None,) * (b is None)
+    return y.detach(), gx, gw, gb
+
+
+def _bounds(x, w, b, g, cfg):
+    """Elementwise magnitude bounds (float64): |pre-activation| terms, and the gradients of an
+    identity convolution with every term made positive; act' is at most 1.13 (gelu)."""
+    kw = {k: cfg[k] for k in ("stride", "padding", "dilation", "groups")}
+    xa, wa = x.double().abs().requires_grad_(), w.double().abs().requires_grad_()
+    ba = None if b is None else b.double().abs()
+    z = F.conv1d(xa, wa, ba, **kw)
+    gx, gw = torch.autograd.grad(z, (xa, wa), g.double().abs() * 1.13, materialize_grads=True)
+    return z.detach(), gx, gw
+
+
+def _check(cfg, act, dtype, device, alpha=0.2):
+    x = signal((cfg["N"], cfg["C"], cfg["L"]), dtype, device)
+    w = (torch.randn(cfg["O"], cfg["C"] // cfg["groups"], cfg["K"], dtype=torch.float64) /
+         (cfg["C"] * cfg["K"]) ** 0.5).to(dtype=dtype, device=device)
+    b = torch.randn(cfg["O"], dtype=dtype, device=device)
+    kw = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
+              groups=cfg["groups"], act=act, alpha=alpha)
+    l_out = (cfg["L"] + 2 * cfg["padding"] - cfg["dilation"] * (cfg["K"] - 1) - 1) // cfg["stride"] + 1
+    g = signal((cfg["N"], cfg["O"], l_out), dtype, device)
+    got = _grads(fused_conv1d, x, w, b, g, **kw)
+    want = _grads(fused_conv1d_reference, x.double(), w.double(), b.double(), g.double(), **kw)
+    zb, gxb, gwb = _bounds(x, w, b, g, cfg)
+    rel = REL[dtype]
+    zmax = zb.max().item() if zb.numel() else 0.0
+    # The gradients also carry the pre-activation's error through act'' (at most ~1).
+    bounds = (1.13 * zb + 1, (1 + zmax) * gxb + 1e-30, (1 + zmax) * gwb + 1e-30,
+              (1 + zmax) * g.double().abs().sum((0, 2)) + 1e-30)
+    for name, a, r, bound in zip(("out", "grad_x", "grad_w", "grad_b"), got, want, bounds,
+                                 strict=True):
+        assert a.dtype == dtype and a.shape == r.shape, name
+        err = (a.double() - r).abs()
+        tol = rel * bound * 4
+        if dtype in (torch.float16, torch.bfloat16):  # the result's own rounding
+            tol = tol + r.abs() * rel + torch.finfo(dtype).smallest_normal
+        if act in ("step", "sign") and name == "out":  # a pre-activation within rounding of 0
+            z = F.conv1d(x.double(), w.double(), b.double(), cfg["stride"], cfg["padding"],
+                         cfg["dilation"], cfg["groups"])
+            err = torch.where(z.abs() > 1e3 * rel * zb, err, 0)
+        if not (err <= tol).all():
+            i = (err / tol).flatten().argmax()
+            raise AssertionError(
+                f"{name}: {(err > tol).sum().item()} of {err.numel()} elements over tolerance, "
+                f"worst {a.flatten()[i].item()} vs {r.flatten()[i].item()} (tol "
+                f"{tol.flatten()[i].item():.3g}); {dtype}, case {cfg}, act {act}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("path", PATHS, indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("case", range(5))
+def test_matches_reference_random_shapes(case, dtype, path, device, _seed):
+    rng = random.Random(_seed)
+    for act in rng.sample(ACTIVATIONS, 4):
+        _check(random_case(rng), act, dtype, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("path", PATHS, indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_matches_reference_half_types(dtype, path, device, _seed):
+    rng = random.Random(_seed)
+    for act in rng.sample(SMOOTH, 3):
+        _check(random_case(rng), act, dtype, device)
+
+
+@pytest.mark.parametrize("path", PATHS, indirect=True)
+def test_issue_shapes_scaled_down(path):
+    """The benchmark geometries (batch and length cut down), every activation once."""
+    shapes = [(2, 1, 100, 32, 7, 1, 3, 1), (2, 32, 50, 64, 5, 1, 2, 1), (2, 64, 25, 128, 3, 1, 1, 1),
+              (2, 128, 16, 128, 3, 1, 2, 2), (2, 16, 102, 16, 9, 2, 4, 1)]
+    for i, act in enumerate(ACTIVATIONS):
+        n, c, L, o, k, s, p, d = shapes[i % len(shapes)]
+        _check(dict(N=n, C=c, O=o, K=k, L=L, stride=s, padding=p, dilation=d, groups=1), act,
+               torch.float32, "cpu")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("act", ["identity", "gelu", "tanh", "leaky_relu"])
+def test_gradcheck(act, path, device):
+    x = signal((2, 3, 13), torch.float64, device).requires_grad_()
+    w = torch.randn(4, 3, 3, dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, device=device, requires_grad=True)
+    for s, p, d in [(1, 1, 1), (2, 2, 2)]:
+        assert torch.autograd.gradcheck(
+            lambda x, w, b, s=s, p=p, d=d: fused_conv1d(x, w, b, s, p, d, 1, act, 0.1), (x, w, b))
+    assert torch.autograd.gradcheck(lambda x, w: fused_conv1d(x, w, None, 3, 0, 1, 1, act), (x, w))
+
+
+@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("act", ["identity", "relu", "sigmoid"])
+def test_opcheck(act, path):
+    x = torch.randn(2, 3, 11, requires_grad=True)
+    w = torch.randn(5, 3, 3, requires_grad=True)
+    b = torch.randn(5, requires_grad=True)
+    op = torch.ops.lightdl.fused_conv1d.default
+    torch.library.opcheck(op, (x, w, b, 2, 1, 1, 1, act, 0.01))
+    torch.library.opcheck(op, (x, w, None, 1, 0, 2, 1, act, 0.01))
+    saved = op(x, w, b, 1, 1, 1, 1, act, 0.01)[1].detach()
+    if act == "sigmoid":
+        saved = op(x, w, b, 1, 1, 1, 1, act, 0.01)[0].detach()
+    g = torch.randn(2, 5, 11)
+    torch.library.opcheck(torch.ops.lightdl.fused_conv1d_backward.default,
+                          (g, x.detach(), w.detach(), b.detach(), saved, 1, 1, 1, 1, act, 0.01,
+                           [True, True, True]))
+
+
+def test_grouped_opcheck():
+    x = torch.randn(2, 4, 9, requires_grad=True)
+    w = torch.randn(8, 1, 3, requires_grad=True)
+    torch.library.opcheck(torch.ops.lightdl.fused_conv1d.default,
+                          (x, w, None, 1, 1, 1, 4, "gelu", 0.01))
+
+
+@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+def test_non_contiguous_unbatched_and_empty(path):
+    x = signal((20, 3, 4)).permute(2, 1, 0)  # (4, 3, 20), non-contiguous
+    assert not x.is_contiguous()
+    w = torch.randn(3, 5, 6).transpose(0, 1)[:, :, :3]  # (5, 3, 3), non-contiguous
+    b = torch.randn(5)
+    want = fused_conv1d_reference(x, w, b, 1, 1, 1, 1, "gelu")
+    torch.testing.assert_close(fused_conv1d(x, w, b, 1, 1, 1, 1, "gelu"), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused_conv1d(x[0], w, b, 1, 1, 1, 1, "gelu"), want[0], rtol=1e-5,
+                               atol=1e-5)
+    wg = w.detach().requires_grad_()
+    bg = b.detach().requires_grad_()
+    y = fused_conv1d(torch.randn(0, 3, 20, requires_grad=True), wg, bg, 2, 1, 1, 1, "relu")
+    assert y.shape == (0, 5, 10)
+    y.sum().backward()
+    assert torch.equal(wg.grad, torch.zeros_like(wg)) and torch.equal(bg.grad, torch.zeros(5))
+
+
+@pytest.mark.parametrize("K,dilation", [(4, 1), (3, 2), (6, 3), (1, 1)])
+def test_same_and_valid_padding(K, dilation):
+    x = signal((2, 3, 17)).requires_grad_()
+    w = torch.randn(4, 3, K, requires_grad=True)
+    for padding in ("same", "valid"):
+        y = fused_conv1d(x, w, None, 1, padding, dilation, 1, "silu")
+        ref = fused_conv1d_reference(x, w, None, 1, padding, dilation, 1, "silu")
+        torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+        g = torch.randn_like(y)
+        torch.testing.assert_close(torch.autograd.grad(y, (x, w), g),
+                                   torch.autograd.grad(ref, (x, w), g), rtol=1e-4, atol=1e-4)
+
+
+def test_bad_inputs():
+    x = torch.randn(2, 3, 10)
+    w = torch.randn(4, 3, 3)
+    with pytest.raises(ValueError, match="input too short"):
+        fused_conv1d(torch.randn(2, 3, 4), torch.randn(4, 3, 3), dilation=2)
+    with pytest.raises(ValueError, match=r"`weight` has 2 input channels per group but `x` has 3"):
+        fused_conv1d(x, torch.randn(4, 2, 3))
+    with pytest.raises(ValueError, match=r"`weight` must have shape \(C_out, C_in / groups, K\)"):
+        fused_conv1d(x, torch.randn(4, 3))
+    with pytest.raises(ValueError, match=r"`x` must have shape \(N, C_in, L\)"):
+        fused_conv1d(torch.randn(2, 3, 4, 5), w)
+    with pytest.raises(ValueError, match="`weight` is on meta but `x` is on cpu"):
+        fused_conv1d(x, w.to("meta"))
+    with pytest.raises(ValueError, match="`bias` is on meta but `x` is on cpu"):
+        fused_conv1d(x, w, torch.randn(4, device="meta"))
+    with pytest.raises(ValueError, match=r"`bias` must have shape \(4,\)"):
+        fused_conv1d(x, w, torch.randn(3))
+    with pytest.raises(TypeError, match="`weight` dtype torch.float64 differs"):
+        fused_conv1d(x, w.double())
+    with pytest.raises(ValueError, match="not supported for strided"):
+        fused_conv1d(x, w, padding="same", stride=2)
+    with pytest.raises(ValueError, match="`padding` must be an int, 'same' or 'valid'"):
+        fused_conv1d(x, w, padding="full")
+    with pytest.raises(ValueError, match="`stride` must be >= 1"):
+        fused_conv1d(x, w, stride=0)
+    with pytest.raises(ValueError, match=r"must be divisible by groups \(2\)"):
+        fused_conv1d(x, torch.randn(4, 1, 3), groups=2)
+    with pytest.raises(ValueError, match="act must be one of"):
+        fused_conv1d(x, w, act="softmax")
+    with pytest.raises(TypeError, match="`x` must be float32"):
+        fused_conv1d(x.long(), w)
+    # The C++ op checks the same for direct torch.ops calls.
+    with pytest.raises(ValueError, match="input too short"):
+        torch.ops.lightdl.fused_conv1d(torch.randn(2, 3, 2), w, None, 1, 0, 1, 1, "relu", 0.01)
+    with pytest.raises(ValueError, match="input channels per group"):
+        torch.ops.lightdl.fused_conv1d(x, torch.randn(4, 2, 3), None, 1, 0, 1, 1, "relu", 0.01)
+    with pytest.raises(TypeError, match="`weight` dtype"):
+        torch.ops.lightdl.fused_conv1d(x, w.double(), None, 1, 0, 1, 1, "relu", 0.01)
+
+
+@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+def test_deterministic_across_thread_counts(path):
+    x = signal((9, 2, 300)).requires_grad_()
+    w = torch.randn(6, 2, 5, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    g = torch.randn(9, 6, 300)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for t in (1, 2, 1):
+            torch.set_num_threads(t)
+            results.append(_grads(fused_conv1d, x, w, b, g, stride=1, padding=2, act="gelu"))
+    finally:
+        torch.set_num_threads(threads)
+    if path == "direct":  # ours: bitwise, whatever the thread count
+        for r in results[1:]:
+            for a, e in zip(r, results[0], strict=True):
+                assert torch.equal(a, e)
+
+
+def test_dispatch_rule():
+    assert uses_direct_path(1, 7, 1)  # the one-channel signal case
+    assert not uses_direct_path(64, 3, 1)  # oneDNN's direct convolution is at its GEMM rate
+    assert not uses_direct_path(1, 7, 2)  # groups > 1: vendor only
+
+
+@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+def test_compile_fullgraph(path):
+    model = nn.Sequential(FusedConv1d(1, 8, 7, padding=3, act="relu"),
+                          FusedConv1d(8, 8, 5, stride=2, padding="valid", act="gelu"))
+    x = signal((3, 1, 50))
+    compiled = torch.compile(model, fullgraph=True)
+    y, ref = compiled(x), model(x)
+    torch.testing.assert_close(y, ref)
+    y.sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    ref.sum().backward()
+    for a, e in zip(grads, [p.grad for p in model.parameters()], strict=True):
+        torch.testing.assert_close(a, e)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("conf", [dict(kernel_size=7, padding=3), dict(kernel_size=4, padding="same"),
+                                  dict(kernel_size=3, stride=2, padding=1, dilation=2),
+                                  dict(kernel_size=3, padding=1, groups=4)], ids=str)
+def test_state_dict_interchange_with_nn_conv1d(conf, padding_mode):
+    torch.manual_seed(0)
+    ref = nn.Conv1d(4, 8, padding_mode=padding_mode, **conf)
+    torch.manual_seed(0)
+    fused = FusedConv1d(4, 8, padding_mode=padding_mode, act="tanh", **conf)
+    assert fused.state_dict().keys() == ref.state_dict().keys()
+    for k, v in ref.state_dict().items():  # same initialisation
+        assert torch.equal(fused.state_dict()[k], v)
+    other = nn.Conv1d(4, 8, padding_mode=padding_mode, **conf)
+    fused.load_state_dict(other.state_dict())
+    x = signal((3, 4, 23))
+    torch.testing.assert_close(fused(x), torch.tanh(other(x)), rtol=1e-5, atol=1e-5)
+    back = nn.Conv1d(4, 8, padding_mode=padding_mode, **conf)
+    back.load_state_dict(fused.state_dict())
+    torch.testing.assert_close(back(x), other(x))
+    assert "act='tanh'" in repr(fused)
+
+
+def test_module_without_bias_and_reference_backend():
+    ref = nn.Conv1d(1, 5, 9, bias=False, padding=4)
+    fused = FusedConv1d(1, 5, 9, bias=False, padding=4, act="leaky_relu", alpha=0.3)
+    fused.load_state_dict(ref.state_dict())
+    x = signal((2, 1, 40))
+    want = F.leaky_relu(ref(x), 0.3)
+    torch.testing.assert_close(fused(x), want, rtol=1e-5, atol=1e-5)
+    with lightdl.ops.use_backend("reference"):
+        torch.testing.assert_close(fused(x), want, rtol=1e-5, atol=1e-5)
+    assert "alpha=0.3" in repr(fused)
+
+
+@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+def test_cpu_autocast_bf16(path):
+    conv = nn.Conv1d(2, 6, 5, padding=2)
+    fused = FusedConv1d(2, 6, 5, padding=2, act="gelu")
+    fused.load_state_dict(conv.state_dict())
+    x = torch.randn(3, 2, 30)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = fused(x)
+        ref = F.gelu(conv(x))
+    assert y.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(y, ref, rtol=3e-2, atol=3e-2)
+    y.float().sum().backward()
+    assert fused.weight.grad.dtype == torch.float32 and fused.bias.grad.dtype == torch.float32
