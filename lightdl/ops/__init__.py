@@ -8,6 +8,16 @@ from lightdl.ops._acts import ACTIVATIONS, FORWARD_ONLY
 from lightdl.ops._backend import BACKENDS, build_info, get_backend, use_backend
 from lightdl.ops.bias_act import activation, activation_reference, bias_act, bias_act_reference
 from lightdl.ops.linear import fused_linear, fused_linear_reference
+from lightdl.ops.rnn import (
+    gru,
+    gru_cell,
+    gru_cell_reference,
+    gru_reference,
+    lstm,
+    lstm_cell,
+    lstm_cell_reference,
+    lstm_reference,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -21,5 +31,13 @@ __all__ = [
     "fused_linear",
     "fused_linear_reference",
     "get_backend",
+    "gru",
+    "gru_cell",
+    "gru_cell_reference",
+    "gru_reference",
+    "lstm",
+    "lstm_cell",
+    "lstm_cell_reference",
+    "lstm_reference",
     "use_backend",
 ]
