@@ -14,7 +14,8 @@ namespace lightdl {
 namespace rnn {
 
 struct LstmFwdStep {
-  void* gates;          // (B, 4H) in: pre-activations; out: activations (i, f, g, o)
+  void* gates;          // (B, 4H) in: pre-activations less the bias; out: activations
+  const void* bias;     // (4H,) b_ih + b_hh, added here (a broadcast copy costs a memory pass)
   void* c;              // (B, H) the cell state, updated in place
   void* h;              // (B, H) the hidden state, updated in place
   void* y;              // (B, H) this step's output (h', or 0 past the end)
@@ -36,11 +37,13 @@ struct LstmBwdStep {
 };
 
 struct GruFwdStep {
-  const void* xg;       // (B, 3H) x W_ih^T + b_ih
-  const void* hg;       // (B, 3H) h W_hh^T + b_hh
+  const void* xg;       // (B, 3H) x W_ih^T
+  const void* hg;       // (B, 3H) h W_hh^T
+  const void* b_ih;     // (3H,)
+  const void* b_hh;     // (3H,)
   void* h;              // (B, H) the hidden state, updated in place
   void* y;              // (B, H) this step's output
-  void* saved;          // (B, 4H) out: r, z, n, hn for the backward
+  void* saved;          // (B, 4H) out: r, z, n, hn (h W_hn^T + b_hn) for the backward
   const int64_t* len;
   int64_t t, B, H;
 };

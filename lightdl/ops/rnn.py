@@ -312,6 +312,8 @@ def _register() -> None:
         y, _, _, gates, cs = output
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, cs, lengths)
         ctx.has_bias = (b_ih is not None, b_hh is not None)
+        # Unused outputs get None rather than materialised zeros (the gates alone are T*B*4H).
+        ctx.set_materialize_grads(False)
 
     def _lstm_backward(ctx, grad_y, grad_h, grad_c, _grad_gates, _grad_cs):
         # The intermediates (gates, cs) are for this backward only; gradients flowing into
@@ -330,6 +332,7 @@ def _register() -> None:
         y, _, saved = output
         ctx.save_for_backward(x, h0, w_ih, w_hh, y, saved, lengths)
         ctx.has_bias = (b_ih is not None, b_hh is not None)
+        ctx.set_materialize_grads(False)
 
     def _gru_backward(ctx, grad_y, grad_h, _grad_saved):
         x, h0, w_ih, w_hh, y, saved, lengths = ctx.saved_tensors
