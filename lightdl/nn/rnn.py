@@ -1,9 +1,12 @@
 """`FusedLSTM`, `FusedGRU`, `FusedLSTMCell`, `FusedGRUCell`: drop-in torch.nn recurrent layers
 running lightdl's fused LSTM/GRU ops (the whole time loop in C++/CUDA).
 
-They subclass the torch.nn classes, so the constructor, parameter names (weight_ih_l0,
-weight_hh_l0, bias_ih_l0, bias_hh_l0, ..._reverse), initialisation and state_dict keys are
-torch.nn's own: a checkpoint moves between the two in both directions. Only `forward` differs.
+They are built by torch.nn's own base classes (nn.RNNBase in "LSTM"/"GRU" mode, nn.LSTMCell,
+nn.GRUCell), so the constructor, parameter names (weight_ih_l0, weight_hh_l0, bias_ih_l0,
+bias_hh_l0, ..._reverse), initialisation and state_dict keys are torch.nn's: a checkpoint moves
+between the two in both directions. Only `forward` differs. (FusedLSTM/FusedGRU derive from
+nn.RNNBase rather than nn.LSTM/nn.GRU because torch.compile refuses to trace instances of the
+latter.)
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class _FusedRNNBase:
         LD = self.num_layers * (2 if self.bidirectional else 1)
         if hx is None:
             return [x.new_zeros((LD, B, self.hidden_size)) for _ in range(self._num_states)]
-        hs = list(hx) if self._num_states == 2 else [hx]
+        hs = list(hx) if self._num_states == 2 and isinstance(hx, (tuple, list)) else [hx]
         if len(hs) != self._num_states or not all(isinstance(h, torch.Tensor) for h in hs):
             raise TypeError(f"{name}: hx must be " + ("a tuple (h0, c0)" if self._num_states == 2
                                                       else "a tensor h0"))
@@ -123,7 +126,7 @@ class _FusedRNNBase:
         return y, final
 
 
-class FusedLSTM(_FusedRNNBase, nn.LSTM):
+class FusedLSTM(_FusedRNNBase, nn.RNNBase):
     """nn.LSTM on lightdl's fused LSTM op. Same arguments as nn.LSTM except proj_size (must be 0).
 
     forward(input, hx=None, lengths=None) -> (output, (h_n, c_n)):
@@ -138,7 +141,7 @@ class FusedLSTM(_FusedRNNBase, nn.LSTM):
     _num_states = 2
 
     def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__("LSTM", *args, **kwargs)
         self._check_supported()
 
     def forward(self, input, hx: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -147,11 +150,16 @@ class FusedLSTM(_FusedRNNBase, nn.LSTM):
         return y, (h, c)
 
 
-class FusedGRU(_FusedRNNBase, nn.GRU):
+class FusedGRU(_FusedRNNBase, nn.RNNBase):
     """nn.GRU on lightdl's fused GRU op; arguments and forward as FusedLSTM with a single state:
     forward(input, hx=None, lengths=None) -> (output, h_n)."""
 
     _num_states = 1
+
+    def __init__(self, *args, **kwargs) -> None:
+        if "proj_size" in kwargs:  # as nn.GRU
+            raise ValueError("FusedGRU: proj_size is not an argument of GRU")
+        super().__init__("GRU", *args, **kwargs)
 
     def forward(self, input, hx: torch.Tensor | None = None, lengths=None):
         y, (h,) = self._run(input, hx, lengths)

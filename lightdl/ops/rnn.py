@@ -118,9 +118,9 @@ def _check_layer(op: str, gates: int, x, h0, c0, w_ih, w_hh, b_ih, b_hh, x_dims:
             f"{op}: `w_hh` must have shape ({gates}*hidden_size, hidden_size), got "
             f"{tuple(w_hh.shape)}"
         )
-    H, B, I = w_hh.shape[1], x.shape[-2], x.shape[-1]
+    H, B, n_in = w_hh.shape[1], x.shape[-2], x.shape[-1]
     check_like(w_hh, x, "w_hh", "x", op)
-    expected = {"w_ih": (gates * H, I), "h0": (B, H), "c0": (B, H), "b_ih": (gates * H,),
+    expected = {"w_ih": (gates * H, n_in), "h0": (B, H), "c0": (B, H), "b_ih": (gates * H,),
                 "b_hh": (gates * H,)}
     for name, t in (("w_ih", w_ih), ("h0", h0), ("c0", c0), ("b_ih", b_ih), ("b_hh", b_hh)):
         if t is None:
