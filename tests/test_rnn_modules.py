@@ -204,3 +204,17 @@ def test_errors():
         m(packed, lengths=[5, 3])
     with pytest.raises(ValueError, match=r"`lengths` must lie in \[0, seq_len=5\]"):
         FusedGRU(4, 8)(x, lengths=[7, 1])
+
+
+def test_cpu_autocast_like_torch_nn():
+    """Under CPU autocast nn.LSTM runs in bfloat16 and nn.GRU in float32; so do the fused ones."""
+    for kind, dtype in (("lstm", torch.bfloat16), ("gru", torch.float32)):
+        ref, fused = _pair(kind, 4, 8)
+        x = signal((6, 3, 4))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, _ = fused(x)
+            y_ref, _ = ref(x)
+        assert y.dtype == y_ref.dtype == dtype
+        torch.testing.assert_close(y.float(), y_ref.float(), rtol=3e-2, atol=3e-2)
+        y.float().sum().backward()
+        assert fused.weight_ih_l0.grad.dtype == torch.float32

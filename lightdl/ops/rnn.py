@@ -343,6 +343,13 @@ def _register() -> None:
 
     torch.library.register_autograd("lightdl::gru", _gru_backward, setup_context=_gru_setup)
 
+    # Autocast as torch.nn's RNNs: on CPU nn.LSTM runs in the lower precision (oneDNN's bf16
+    # RNN) and nn.GRU stays float32; on CUDA both run in float16 (cuDNN). The casts apply to
+    # floating inputs only (lengths stays int64).
+    torch.library.register_autocast("lightdl::lstm", "cpu", torch.bfloat16)
+    torch.library.register_autocast("lightdl::lstm", "cuda", torch.float16)
+    torch.library.register_autocast("lightdl::gru", "cuda", torch.float16)
+
 
 if _backend._C is not None:
     _register()
