@@ -118,10 +118,12 @@ TORCH_LIBRARY(lightdl, m) {
   // i, f, g, o; GRU r, z, n). lengths: CPU int64 (B,); steps t >= lengths[b] keep row b's state
   // and output 0. Besides (y, h_T[, c_T]) the forward returns what its backward needs: the
   // gate activations of every step (LSTM (T, B, 4H); GRU (T, B, 4H) = r, z, n and the
-  // recurrent n pre-activation) and the LSTM cell states (T, B, H), in float32 for half types.
+  // recurrent n pre-activation) and the LSTM cell states (T, B, H), in float32 for half types;
+  // with save=False (inference) these two are empty and never written to memory.
   m.def(
       "lstm(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-      "Tensor? b_hh, Tensor? lengths=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor? b_hh, Tensor? lengths=None, bool save=True) -> "
+      "(Tensor, Tensor, Tensor, Tensor, Tensor)");
   // -> (grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias); grad_bias is the gradient
   // of b_ih and of b_hh alike.
   m.def(
@@ -130,7 +132,7 @@ TORCH_LIBRARY(lightdl, m) {
       "Tensor? lengths=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "gru(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "Tensor? lengths=None) -> (Tensor, Tensor, Tensor)");
+      "Tensor? lengths=None, bool save=True) -> (Tensor, Tensor, Tensor)");
   // -> (grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)
   m.def(
       "gru_backward(Tensor? grad_y, Tensor? grad_h, Tensor x, Tensor h0, Tensor w_ih, "

@@ -186,11 +186,11 @@ void accumulate_hidden(at::Tensor& dw, const at::Tensor& g2, const at::Tensor& H
   if (n > B) dw.addmm_(g2.narrow(0, B, n - B).t(), Y2.narrow(0, 0, n - B));
 }
 
-// out rows [r0, r0 + n) = X rows [r0, r0 + n) W_ih^T. (The step kernels add the biases: as
+// out rows [out_r0, out_r0 + n) = X rows [r0, r0 + n) W_ih^T. (The step kernels add the biases: as
 // the addmm's `self`, a bias is first broadcast-copied into the whole output, a memory pass.)
-void input_projection(at::Tensor& out, const at::Tensor& X, const at::Tensor& WihT, int64_t r0,
-                      int64_t n) {
-  at::Tensor o = out.narrow(0, r0, n);
+void input_projection(at::Tensor& out, int64_t out_r0, const at::Tensor& X, const at::Tensor& WihT,
+                      int64_t r0, int64_t n) {
+  at::Tensor o = out.narrow(0, out_r0, n);
   at::mm_out(o, X.narrow(0, r0, n), WihT);
 }
 
@@ -205,7 +205,7 @@ at::Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::Tensor& like) 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
-    const OptTensor& lengths) {
+    const OptTensor& lengths, bool save) {
   const Dims d = check_layer("lstm", 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh, lengths);
   c10::DeviceGuard guard(x.device());
   const StepKernels k = kernels_for(x);
@@ -218,23 +218,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   // gates[t] = x_t W_ih^T, one GEMM per chunk of K steps (issued just before
   // the chunk's steps, so that they find it in cache); each step adds h W_hh^T in place and
   // the kernel adds b_ih + b_hh and turns it into the activations the backward reads.
-  at::Tensor gates = at::empty({d.T, d.B, G}, X.options());
-  at::Tensor gates2 = gates.view({d.T * d.B, G});
-  const at::Tensor bias = bias_or_zeros(b_ih, G, X) + bias_or_zeros(b_hh, G, X);
+  // Without `save` (inference) the gates live in a ring of K steps that stays in cache, and
+  // the cell states are not kept.
   const int64_t K = chunk_steps(d, G, es);
+  at::Tensor gates = at::empty({save ? d.T : std::min(K, d.T), d.B, G}, X.options());
+  at::Tensor gates2 = gates.view({-1, G});
+  const at::Tensor bias = bias_or_zeros(b_ih, G, X) + bias_or_zeros(b_hh, G, X);
   at::Tensor h = fresh(h0, ct), c = fresh(c0, ct);
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
-  at::Tensor cs = at::empty({d.T, d.B, d.H}, X.options());
+  at::Tensor cs = at::empty({save ? d.T : 1, d.B, d.H}, X.options());
   const Lengths len(lengths, x.device());
   for (int64_t t = 0; t < d.T; ++t) {
-    if (t % K == 0) input_projection(gates2, X, WihT, t * d.B, std::min(K, d.T - t) * d.B);
-    at::Tensor gt = gates.select(0, t);
+    if (t % K == 0)
+      input_projection(gates2, save ? t * d.B : 0, X, WihT, t * d.B, std::min(K, d.T - t) * d.B);
+    at::Tensor gt = gates.select(0, save ? t : t % K);
     at::addmm_out(gt, gt, h, WhhT);
     k.lstm_fwd(dbl, {gt.data_ptr(), bias.const_data_ptr(), c.data_ptr(), h.data_ptr(),
                      step_ptr(y.data_ptr(), t, d.B * d.H, es),
-                     step_ptr(cs.data_ptr(), t, d.B * d.H, es), len.ptr, t, d.B, d.H});
+                     step_ptr(cs.data_ptr(), save ? t : 0, d.B * d.H, es), len.ptr, t, d.B, d.H});
   }
   const auto st = x.scalar_type();
+  if (!save) gates = at::empty({0}, X.options()), cs = at::empty({0}, X.options());
   return {as_dtype(y, st), as_dtype(h, st), as_dtype(c, st), gates, cs};
 }
 
@@ -298,7 +302,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at::Tensor& h0,
                                                    const at::Tensor& w_ih, const at::Tensor& w_hh,
                                                    const OptTensor& b_ih, const OptTensor& b_hh,
-                                                   const OptTensor& lengths) {
+                                                   const OptTensor& lengths, bool save) {
   const Dims d = check_layer("gru", 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, lengths);
   c10::DeviceGuard guard(x.device());
   const StepKernels k = kernels_for(x);
@@ -309,23 +313,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
   const at::Tensor WihT = transposed(w_ih, ct), WhhT = transposed(w_hh, ct);
   // xg = x W_ih^T, one GEMM per chunk of K steps (as for the LSTM); per step hg = h W_hh^T;
   // the kernel adds b_ih and b_hh (b_hn must stay apart from b_in: it is multiplied by r).
-  at::Tensor xg = at::empty({d.T * d.B, G}, X.options());
-  const at::Tensor Bih = bias_or_zeros(b_ih, G, X), Bhh = bias_or_zeros(b_hh, G, X);
   const int64_t K = chunk_steps(d, G, es);
+  at::Tensor xg = at::empty({(save ? d.T : std::min(K, d.T)) * d.B, G}, X.options());
+  const at::Tensor Bih = bias_or_zeros(b_ih, G, X), Bhh = bias_or_zeros(b_hh, G, X);
   at::Tensor hg = at::empty({d.B, G}, X.options());
   at::Tensor h = fresh(h0, ct);
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
-  at::Tensor saved = at::empty({d.T, d.B, 4 * d.H}, X.options());
+  at::Tensor saved = at::empty({save ? d.T : 1, d.B, 4 * d.H}, X.options());
   const Lengths len(lengths, x.device());
   for (int64_t t = 0; t < d.T; ++t) {
-    if (t % K == 0) input_projection(xg, X, WihT, t * d.B, std::min(K, d.T - t) * d.B);
+    if (t % K == 0)
+      input_projection(xg, save ? t * d.B : 0, X, WihT, t * d.B, std::min(K, d.T - t) * d.B);
     at::mm_out(hg, h, WhhT);
-    k.gru_fwd(dbl, {step_ptr(xg.const_data_ptr(), t, d.B * G, es), hg.const_data_ptr(),
+    k.gru_fwd(dbl, {step_ptr(xg.const_data_ptr(), save ? t : t % K, d.B * G, es),
+                    hg.const_data_ptr(),
                     Bih.const_data_ptr(), Bhh.const_data_ptr(),
                     h.data_ptr(), step_ptr(y.data_ptr(), t, d.B * d.H, es),
-                    step_ptr(saved.data_ptr(), t, d.B * 4 * d.H, es), len.ptr, t, d.B, d.H});
+                    step_ptr(saved.data_ptr(), save ? t : 0, d.B * 4 * d.H, es), len.ptr, t, d.B,
+                    d.H});
   }
   const auto st = x.scalar_type();
+  if (!save) saved = at::empty({0}, X.options());
   return {as_dtype(y, st), as_dtype(h, st), saved};
 }
 

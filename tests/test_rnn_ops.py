@@ -123,7 +123,14 @@ def test_opcheck(kind, lengths):
     lens = torch.tensor([4, 1, 3]) if lengths else None
     op = torch.ops.lightdl.lstm if kind == "lstm" else torch.ops.lightdl.gru
     torch.library.opcheck(op.default, (x, *states, *params, lens))
+    with torch.no_grad():  # inference: nothing kept for the backward, same results
+        lean = op(x, *states, *params, lens, False)
+    torch.library.opcheck(op.default, (x.detach(), *[t.detach() for t in (*states, *params)],
+                                       lens, False))
     outs = op(x, *states, *params, lens)
+    assert all(t.numel() == 0 for t in lean[len(states) + 1:])
+    for a, b in zip(lean[:len(states) + 1], outs, strict=False):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
     y = outs[0].detach()
     gy = torch.randn_like(y)
     gh = torch.randn(B, H)

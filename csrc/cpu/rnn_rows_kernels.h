@@ -35,7 +35,7 @@ void lstm_fwd_row(T* __restrict g, const T* __restrict bias, T* __restrict c, T*
     T i = g[j] + bias[j], f = g[H + j] + bias[H + j], gg = g[2 * H + j] + bias[2 * H + j],
       o = g[3 * H + j] + bias[3 * H + j], cn, hn;
     const T cp = c[j];
-    rnn_math::lstm_fwd(i, f, gg, o, cp, cn, hn);
+    rnn_math::lstm_fwd_cpu(i, f, gg, o, cp, cn, hn);
     g[j] = i, g[H + j] = f, g[2 * H + j] = gg, g[3 * H + j] = o;
     if constexpr (Live) {
       cs[j] = cn, c[j] = cn, h[j] = hn, y[j] = hn;
@@ -68,7 +68,7 @@ void gru_fwd_row(const T* __restrict xg, const T* __restrict hg, const T* __rest
   for (int64_t j = 0; j < H; ++j) {
     T r, z, n, hn;
     const T hgn = hg[2 * H + j] + bh[2 * H + j];
-    rnn_math::gru_fwd(xg[j] + bi[j], xg[H + j] + bi[H + j], xg[2 * H + j] + bi[2 * H + j],
+    rnn_math::gru_fwd_cpu(xg[j] + bi[j], xg[H + j] + bi[H + j], xg[2 * H + j] + bi[2 * H + j],
                       hg[j] + bh[j], hg[H + j] + bh[H + j], hgn, h[j], r, z, n, hn);
     s[j] = r, s[H + j] = z, s[2 * H + j] = n, s[3 * H + j] = hgn;
     if constexpr (Live) {

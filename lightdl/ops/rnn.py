@@ -155,6 +155,11 @@ def _as_lengths(lengths: Lengths, op: str, batch: int, seq_len: int) -> torch.Te
 # Public ops.
 
 
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd will need the op's saved intermediates (else the op skips them)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def lstm(
     x: torch.Tensor,
     h0: torch.Tensor | None,
@@ -184,7 +189,8 @@ def lstm(
         c0 = x.new_zeros((x.shape[1], H))
     lengths = _as_lengths(lengths, op, x.shape[1], x.shape[0])
     if _backend.use_native(x):
-        return tuple(torch.ops.lightdl.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)[:3])
+        save = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        return tuple(torch.ops.lightdl.lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, save)[:3])
     return lstm_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
 
 
@@ -212,7 +218,8 @@ def gru(
         h0 = x.new_zeros((x.shape[1], H))
     lengths = _as_lengths(lengths, op, x.shape[1], x.shape[0])
     if _backend.use_native(x):
-        return tuple(torch.ops.lightdl.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)[:2])
+        save = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
+        return tuple(torch.ops.lightdl.gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, save)[:2])
     return gru_reference(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
 
 
@@ -244,7 +251,8 @@ def lstm_cell(
     h = x.new_zeros((x.shape[0], H)) if h is None else h
     c = x.new_zeros((x.shape[0], H)) if c is None else c
     if _backend.use_native(x):
-        _, h1, c1, _, _ = torch.ops.lightdl.lstm(x[None], h, c, w_ih, w_hh, b_ih, b_hh, None)
+        save = _needs_grad(x, h, c, w_ih, w_hh, b_ih, b_hh)
+        _, h1, c1, _, _ = torch.ops.lightdl.lstm(x[None], h, c, w_ih, w_hh, b_ih, b_hh, None, save)
     else:
         h1, c1 = lstm_cell_reference(x, h, c, w_ih, w_hh, b_ih, b_hh)
     return (h1[0], c1[0]) if unbatched else (h1, c1)
@@ -265,7 +273,8 @@ def gru_cell(
     H = _check_layer(op, 3, x, h, None, w_ih, w_hh, b_ih, b_hh, x_dims=2)
     h = x.new_zeros((x.shape[0], H)) if h is None else h
     if _backend.use_native(x):
-        h1 = torch.ops.lightdl.gru(x[None], h, w_ih, w_hh, b_ih, b_hh, None)[1]
+        save = _needs_grad(x, h, w_ih, w_hh, b_ih, b_hh)
+        h1 = torch.ops.lightdl.gru(x[None], h, w_ih, w_hh, b_ih, b_hh, None, save)[1]
     else:
         h1 = gru_cell_reference(x, h, w_ih, w_hh, b_ih, b_hh)
     return h1[0] if unbatched else h1
@@ -279,15 +288,22 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def _check_saved(ctx, op: str) -> None:
+    if not ctx.saved_intermediates:
+        raise RuntimeError(f"lightdl::{op} was called with save=False, which keeps nothing for "
+                           "the backward; call it with save=True to differentiate it")
+
+
 def _register() -> None:
     lib = torch.ops.lightdl
 
     @torch.library.register_fake("lightdl::lstm")
-    def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None):
+    def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=None, save=True):
         T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
         ct = _compute_dtype(x.dtype)
-        return (x.new_empty((T, B, H)), x.new_empty((B, H)), x.new_empty((B, H)),
-                x.new_empty((T, B, 4 * H), dtype=ct), x.new_empty((T, B, H), dtype=ct))
+        gates = x.new_empty((T, B, 4 * H) if save else (0,), dtype=ct)
+        cs = x.new_empty((T, B, H) if save else (0,), dtype=ct)
+        return x.new_empty((T, B, H)), x.new_empty((B, H)), x.new_empty((B, H)), gates, cs
 
     @torch.library.register_fake("lightdl::lstm_backward")
     def _(grad_y, grad_h, grad_c, x, h0, c0, w_ih, w_hh, y, gates, cs, lengths=None):
@@ -295,10 +311,10 @@ def _register() -> None:
                 torch.empty_like(w_ih), torch.empty_like(w_hh), w_hh.new_empty((w_hh.shape[0],)))
 
     @torch.library.register_fake("lightdl::gru")
-    def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None):
+    def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, save=True):
         T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
-        return (x.new_empty((T, B, H)), x.new_empty((B, H)),
-                x.new_empty((T, B, 4 * H), dtype=_compute_dtype(x.dtype)))
+        saved = x.new_empty((T, B, 4 * H) if save else (0,), dtype=_compute_dtype(x.dtype))
+        return x.new_empty((T, B, H)), x.new_empty((B, H)), saved
 
     @torch.library.register_fake("lightdl::gru_backward")
     def _(grad_y, grad_h, x, h0, w_ih, w_hh, y, saved, lengths=None):
@@ -309,6 +325,7 @@ def _register() -> None:
     def _lstm_setup(ctx, inputs, output):
         x, h0, c0, w_ih, w_hh, b_ih, b_hh = inputs[:7]
         lengths = inputs[7] if len(inputs) > 7 else None
+        ctx.saved_intermediates = inputs[8] if len(inputs) > 8 else True
         y, _, _, gates, cs = output
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, cs, lengths)
         ctx.has_bias = (b_ih is not None, b_hh is not None)
@@ -318,6 +335,7 @@ def _register() -> None:
     def _lstm_backward(ctx, grad_y, grad_h, grad_c, _grad_gates, _grad_cs):
         # The intermediates (gates, cs) are for this backward only; gradients flowing into
         # them (nobody outside this file sees them) are not propagated.
+        _check_saved(ctx, "lstm")
         x, h0, c0, w_ih, w_hh, y, gates, cs, lengths = ctx.saved_tensors
         dx, dh0, dc0, dw_ih, dw_hh, db = lib.lstm_backward(
             grad_y, grad_h, grad_c, x, h0, c0, w_ih, w_hh, y, gates, cs, lengths)
@@ -329,12 +347,14 @@ def _register() -> None:
     def _gru_setup(ctx, inputs, output):
         x, h0, w_ih, w_hh, b_ih, b_hh = inputs[:6]
         lengths = inputs[6] if len(inputs) > 6 else None
+        ctx.saved_intermediates = inputs[7] if len(inputs) > 7 else True
         y, _, saved = output
         ctx.save_for_backward(x, h0, w_ih, w_hh, y, saved, lengths)
         ctx.has_bias = (b_ih is not None, b_hh is not None)
         ctx.set_materialize_grads(False)
 
     def _gru_backward(ctx, grad_y, grad_h, _grad_saved):
+        _check_saved(ctx, "gru")
         x, h0, w_ih, w_hh, y, saved, lengths = ctx.saved_tensors
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = lib.gru_backward(
             grad_y, grad_h, x, h0, w_ih, w_hh, y, saved, lengths)
