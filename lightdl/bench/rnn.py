@@ -100,6 +100,9 @@ def build(kind: str, shape: tuple[int, int, int, int], impl: str, mode: str,
         params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
         step = _cell_step(kind, cell)
         if impl == "compiled":
+            # A fresh compile per case: every case's step has the same code object, so reused
+            # caches would pile up recompilations until dynamo's limit stops them.
+            torch._dynamo.reset()
             step = torch.compile(step, dynamic=False, fullgraph=True)
 
         def forward() -> torch.Tensor:
