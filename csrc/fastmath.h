@@ -63,7 +63,9 @@ LIGHTDL_HD float exp(float x) {
 // tanh and erf: odd/even rational minimax fits on a clamped range (the ones Eigen and XLA use
 // for float); one division, no exp, <= 4.3e-7 relative error over all floats (checked
 // against float64 in tests/test_bias_act.py).
-LIGHTDL_HD float tanh(float x) {
+// tanh(x) = num / den with den > 0, for callers that share one division among several
+// quotients (the LSTM/GRU gates, csrc/rnn_math.h).
+LIGHTDL_HD void tanh_parts(float x, float& num, float& den) {
   x = x > 7.90531110763549805f ? 7.90531110763549805f : x;  // tanh is +-1 in float beyond
   x = x < -7.90531110763549805f ? -7.90531110763549805f : x;
   const float z = x * x;
@@ -78,7 +80,14 @@ LIGHTDL_HD float tanh(float x) {
   q = q * z + 1.18534705686654e-04f;
   q = q * z + 2.26843463243900e-03f;
   q = q * z + 4.89352518554385e-03f;
-  return x * p / q;
+  num = x * p;
+  den = q;
+}
+
+LIGHTDL_HD float tanh(float x) {
+  float num, den;
+  tanh_parts(x, num, den);
+  return num / den;
 }
 
 LIGHTDL_HD float erf(float x) {

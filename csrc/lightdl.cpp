@@ -130,6 +130,33 @@ TORCH_LIBRARY(lightdl, m) {
       "int stride, int padding, int dilation, int groups, str act, float alpha, "
       "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
   // ---- end fused_conv1d ----
+
+  // ---- LSTM / GRU layers (csrc/rnn.cpp) --------------------------------------------------
+  // One layer over x (T, B, I) from h0 (B, H) [, c0 (B, H)], gate orders as torch.nn (LSTM
+  // i, f, g, o; GRU r, z, n). lengths: CPU int64 (B,); steps t >= lengths[b] keep row b's state
+  // and output 0. Besides (y, h_T[, c_T]) the forward returns what its backward needs: the
+  // gate activations of every step (LSTM (T, B, 4H); GRU (T, B, 4H) = r, z, n and the
+  // recurrent n pre-activation) and the LSTM cell states (T, B, H), in float32 for half types;
+  // with save=False (inference) these two are empty and never written to memory.
+  m.def(
+      "lstm(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, Tensor? lengths=None, bool save=True) -> "
+      "(Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // -> (grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias); grad_bias is the gradient
+  // of b_ih and of b_hh alike.
+  m.def(
+      "lstm_backward(Tensor? grad_y, Tensor? grad_h, Tensor? grad_c, Tensor x, Tensor h0, "
+      "Tensor c0, Tensor w_ih, Tensor w_hh, Tensor y, Tensor gates, Tensor cs, "
+      "Tensor? lengths=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "gru(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? lengths=None, bool save=True) -> (Tensor, Tensor, Tensor)");
+  // -> (grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)
+  m.def(
+      "gru_backward(Tensor? grad_y, Tensor? grad_h, Tensor x, Tensor h0, Tensor w_ih, "
+      "Tensor w_hh, Tensor y, Tensor saved, Tensor? lengths=None) -> "
+      "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // ---- end LSTM / GRU ------------------------------------------------------------------------
 }
 
 // Device-generic code, registered per device (not as a composite, so the fake kernel from

@@ -9,6 +9,16 @@ from lightdl.ops._backend import BACKENDS, build_info, get_backend, use_backend
 from lightdl.ops.bias_act import activation, activation_reference, bias_act, bias_act_reference
 from lightdl.ops.conv1d import fused_conv1d, fused_conv1d_reference
 from lightdl.ops.linear import fused_linear, fused_linear_reference
+from lightdl.ops.rnn import (
+    gru,
+    gru_cell,
+    gru_cell_reference,
+    gru_reference,
+    lstm,
+    lstm_cell,
+    lstm_cell_reference,
+    lstm_reference,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -24,5 +34,13 @@ __all__ = [
     "fused_linear",
     "fused_linear_reference",
     "get_backend",
+    "gru",
+    "gru_cell",
+    "gru_cell_reference",
+    "gru_reference",
+    "lstm",
+    "lstm_cell",
+    "lstm_cell_reference",
+    "lstm_reference",
     "use_backend",
 ]

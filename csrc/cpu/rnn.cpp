@@ -1,0 +1,54 @@
+// CPU kernels of one LSTM/GRU time step (csrc/rnn_kernels.h). The row loops are in
+// rnn_rows_kernels.h, compiled per instruction set; the math is csrc/rnn_math.h.
+//
+// Rows (batch entries) are independent. Threads are used only when a step has enough
+// elements to pay for waking them: at batch 64 x hidden 32 a step is a couple of microseconds
+// of work, comparable to a parallel region's start-up.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "rnn_rows.h"
+
+namespace lightdl {
+const char* cpu_isa();  // csrc/cpu/isa.cpp
+
+namespace cpu {
+namespace {
+
+// Hidden units per parallel task (and the minimum step size for going parallel).
+constexpr int64_t kGrain = 16384;
+
+const RnnRows& rows(bool dbl) {
+  // The instruction set isa.cpp chose (it honours LIGHTDL_CPU_ISA), looked up once.
+  static const int isa = [] {
+    const char* name = cpu_isa();
+    return std::strcmp(name, "avx512") == 0 ? 2 : std::strcmp(name, "avx2") == 0 ? 1 : 0;
+  }();
+  switch (isa) {
+    case 2: return dbl ? isa_avx512::rnn_rows_f64() : isa_avx512::rnn_rows_f32();
+    case 1: return dbl ? isa_avx2::rnn_rows_f64() : isa_avx2::rnn_rows_f32();
+    default: return dbl ? isa_default::rnn_rows_f64() : isa_default::rnn_rows_f32();
+  }
+}
+
+template <typename Step>
+void run(void (*fn)(const Step&, int64_t, int64_t), const Step& a) {
+  const int64_t per_task = std::max<int64_t>(1, kGrain / std::max<int64_t>(a.H, 1));
+  if (a.B <= per_task) {
+    fn(a, 0, a.B);
+  } else {
+    at::parallel_for(0, a.B, per_task, [&](int64_t b0, int64_t b1) { fn(a, b0, b1); });
+  }
+}
+
+}  // namespace
+
+void lstm_fwd_step(bool dbl, const rnn::LstmFwdStep& a) { run(rows(dbl).lstm_fwd, a); }
+void lstm_bwd_step(bool dbl, const rnn::LstmBwdStep& a) { run(rows(dbl).lstm_bwd, a); }
+void gru_fwd_step(bool dbl, const rnn::GruFwdStep& a) { run(rows(dbl).gru_fwd, a); }
+void gru_bwd_step(bool dbl, const rnn::GruBwdStep& a) { run(rows(dbl).gru_bwd, a); }
+
+}  // namespace cpu
+}  // namespace lightdl

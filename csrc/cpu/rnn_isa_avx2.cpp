@@ -1,0 +1,12 @@
+// AVX2+FMA build of the CPU LSTM/GRU row loops; only called when the CPU reports both.
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC target("avx2,fma,f16c")
+#define LIGHTDL_ISA isa_avx2
+#include "rnn_rows_kernels.h"
+#else
+#include "rnn_rows.h"
+namespace lightdl::cpu::isa_avx2 {
+const RnnRows& rnn_rows_f32() { return isa_default::rnn_rows_f32(); }
+const RnnRows& rnn_rows_f64() { return isa_default::rnn_rows_f64(); }
+}  // namespace lightdl::cpu::isa_avx2
+#endif

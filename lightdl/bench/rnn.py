@@ -1,0 +1,141 @@
+"""LSTM/GRU benchmark cases: shape presets and implementation builders, shared by
+benchmarks/bench_rnn.py (and later `lightdl bench ops`).
+
+Implementations of one recurrent layer over a (T, B, I) sequence, all with the same weights:
+- "fused":    lightdl.nn.FusedLSTM / FusedGRU (the time loop in C++);
+- "torch":    torch.nn.LSTM / GRU (oneDNN on CPU, cuDNN on CUDA);
+- "loop":     a Python loop over time of torch.nn.LSTMCell / GRUCell;
+- "compiled": the same loop with the cell step compiled by torch.compile (the step is compiled
+              once per case; compiling the whole loop would unroll T steps into one graph,
+              which takes minutes to build at T = 500, so the loop itself stays in Python).
+
+Modes: "fwd" (inference, under torch.no_grad) and "fwdbwd" (forward, then backward of a fixed
+random output gradient into the weights).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lightdl.nn import FusedGRU, FusedLSTM
+
+# name -> (batch, seq_len, input_size, hidden_size): the shapes of the issue (RR-interval and
+# stride-interval sequences: few input features, short to long sequences).
+SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "b64 t100 i1 h32": (64, 100, 1, 32),
+    "b64 t200 i8 h64": (64, 200, 8, 64),
+    "b32 t500 i16 h128": (32, 500, 16, 128),
+    "b128 t60 i32 h256": (128, 60, 32, 256),
+}
+KINDS = ("lstm", "gru")
+IMPLS = ("fused", "torch", "loop", "compiled")
+MODES = ("fwd", "fwdbwd")
+
+_LAYERS = {"lstm": (nn.LSTM, FusedLSTM, nn.LSTMCell), "gru": (nn.GRU, FusedGRU, nn.GRUCell)}
+
+
+@dataclass
+class Case:
+    """A ready-to-time implementation: `run()` does the work and returns what is compared
+    (the output, and for fwdbwd the weight gradients)."""
+
+    run: Callable[[], tuple[torch.Tensor, ...]]
+    build_seconds: float = 0.0  # torch.compile's first call, for "compiled"
+
+
+def _reference_layer(kind: str, shape, device, dtype, seed: int) -> nn.Module:
+    _, _, n_in, H = shape
+    torch.manual_seed(seed)
+    return _LAYERS[kind][0](n_in, H, device=device, dtype=dtype)
+
+
+def _inputs(shape, device, dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    B, T, n_in, H = shape
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(T, B, n_in, generator=g).to(device=device, dtype=dtype)
+    grad = torch.randn(T, B, H, generator=g).to(device=device, dtype=dtype)
+    return x, grad
+
+
+def _cell_step(kind: str, cell: nn.Module) -> Callable:
+    if kind == "lstm":
+        return lambda xt, h, c: cell(xt, (h, c))
+    return lambda xt, h, c: (cell(xt, h), c)
+
+
+def _loop(step: Callable, x: torch.Tensor, H: int) -> torch.Tensor:
+    h = x.new_zeros((x.shape[1], H))
+    c = x.new_zeros((x.shape[1], H))
+    ys = []
+    for t in range(x.shape[0]):
+        h, c = step(x[t], h, c)
+        ys.append(h)
+    return torch.stack(ys)
+
+
+def build(kind: str, shape: tuple[int, int, int, int], impl: str, mode: str,
+          device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0) -> Case:
+    """One implementation of one case; every implementation gets the same weights and data."""
+    ref_cls, fused_cls, cell_cls = _LAYERS[kind]
+    _, _, n_in, H = shape
+    ref = _reference_layer(kind, shape, device, dtype, seed)
+    x, grad = _inputs(shape, device, dtype, seed)
+    if impl in ("torch", "fused"):
+        model = ref if impl == "torch" else fused_cls(n_in, H, device=device, dtype=dtype)
+        model.load_state_dict(ref.state_dict())
+        params = [model.weight_ih_l0, model.weight_hh_l0, model.bias_ih_l0, model.bias_hh_l0]
+
+        def forward() -> torch.Tensor:
+            return model(x)[0]
+    elif impl in ("loop", "compiled"):
+        cell = cell_cls(n_in, H, device=device, dtype=dtype)
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).copy_(getattr(ref, name + "_l0"))
+        params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+        step = _cell_step(kind, cell)
+        if impl == "compiled":
+            # A fresh compile per case: every case's step has the same code object, so reused
+            # caches would pile up recompilations until dynamo's limit stops them.
+            torch._dynamo.reset()
+            step = torch.compile(step, dynamic=False, fullgraph=True)
+
+        def forward() -> torch.Tensor:
+            return _loop(step, x, H)
+    else:
+        raise ValueError(f"unknown impl {impl!r}; expected one of {IMPLS}")
+
+    if mode == "fwd":
+        def run() -> tuple[torch.Tensor, ...]:
+            with torch.no_grad():
+                return (forward(),)
+    else:
+        def run() -> tuple[torch.Tensor, ...]:
+            for p in params:
+                p.grad = None
+            y = forward()
+            y.backward(grad)
+            return (y.detach(), *[p.grad for p in params])
+
+    build_seconds = 0.0
+    if impl == "compiled":  # the first call compiles; time it and leave it out of the timings
+        t0 = time.perf_counter()
+        run()
+        build_seconds = time.perf_counter() - t0
+    return Case(run, build_seconds)
+
+
+def same_result(got: tuple[torch.Tensor, ...], want: tuple[torch.Tensor, ...],
+                rtol: float = 1e-4) -> bool:
+    """Outputs and gradients within rtol of the reference, relative to each tensor's scale
+    (gradients are sums over all steps and rows)."""
+    for g, w in zip(got, want, strict=True):
+        scale = max(1.0, w.abs().max().item())
+        if not torch.allclose(g, w, rtol=rtol, atol=rtol * scale):
+            return False
+    return True

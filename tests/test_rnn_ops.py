@@ -1,0 +1,264 @@
+"""lightdl.ops.lstm / gru / lstm_cell / gru_cell against the pure-PyTorch references and
+torch.nn, gradcheck, opcheck, torch.compile and bad inputs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from lightdl.ops import (
+    gru,
+    gru_cell,
+    gru_reference,
+    lstm,
+    lstm_cell,
+    lstm_reference,
+    use_backend,
+)
+from lightdl.ops._backend import _C
+from tests.helpers import DEVICES, signal
+
+pytestmark = pytest.mark.skipif(_C is None, reason="compiled extension not built")
+
+GATES = {"lstm": 4, "gru": 3}
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _weights(kind: str, n_in: int, H: int, dtype=torch.float32, device="cpu", bias=True):
+    """Parameters as torch.nn initialises them: U(-1/sqrt(H), 1/sqrt(H))."""
+    G, k = GATES[kind], 1 / max(H, 1) ** 0.5
+
+    def u(*shape):
+        return (torch.rand(shape, dtype=torch.float64) * 2 * k - k).to(dtype=dtype, device=device)
+
+    return [u(G * H, n_in), u(G * H, H), u(G * H) if bias else None, u(G * H) if bias else None]
+
+
+def _call(kind, fn, x, states, params, lengths):
+    """Runs fn (op or reference) and returns its outputs as a tuple."""
+    return tuple(fn(x, *states, *params, lengths))
+
+
+def _random_lengths(T: int, B: int) -> torch.Tensor:
+    return torch.randint(0, T + 1, (B,), dtype=torch.int64)
+
+
+def _run_with_grads(kind, fn, x, states, params, lengths, grads):
+    leaves = [t.detach().requires_grad_() for t in (x, *states, *[p for p in params if p is not None])]
+    it = iter(leaves[1 + len(states):])
+    ps = [None if p is None else next(it) for p in params]
+    outs = _call(kind, fn, leaves[0], leaves[1:1 + len(states)], ps, lengths)
+    torch.autograd.backward([o for o in outs], [g for g in grads])
+    return [o.detach() for o in outs], [t.grad for t in leaves]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16],
+                         ids=str)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("variant", ["plain", "lengths", "nobias"])
+def test_layer_matches_reference(variant, kind, dtype, device):
+    T, B = random.randint(1, 40), random.choice([1, random.randint(2, 9)])
+    n_in, H = random.randint(1, 20), random.randint(1, 40)
+    x = signal((T, B, n_in), dtype, device)
+    states = [torch.randn(B, H, dtype=dtype, device=device) for _ in range(GATES[kind] - 2)]
+    params = _weights(kind, n_in, H, dtype, device, bias=variant != "nobias")
+    lengths = _random_lengths(T, B) if variant == "lengths" else None
+    fn = lstm if kind == "lstm" else gru
+    ref = lstm_reference if kind == "lstm" else gru_reference
+    grads = [torch.randn(T, B, H, dtype=dtype, device=device)]
+    grads += [torch.randn(B, H, dtype=dtype, device=device) for _ in states]
+    got_out, got_grad = _run_with_grads(kind, fn, x, states, params, lengths, grads)
+    # Oracle: the reference in float64 from the same (rounded) inputs.
+    d64 = [t.double() for t in (x, *states)]
+    p64 = [None if p is None else p.double() for p in params]
+    want_out, want_grad = _run_with_grads(kind, ref, d64[0], d64[1:], p64, lengths,
+                                          [g.double() for g in grads])
+    rel = {torch.float64: 1e-10, torch.float32: 2e-5, torch.bfloat16: 2e-2,
+           torch.float16: 2e-3}[dtype]
+    for g, w in zip(got_out + got_grad, want_out + want_grad, strict=True):
+        assert g.dtype == dtype and g.shape == w.shape
+        # Gradients sum over steps and rows: the tolerance scales with the largest term.
+        scale = max(1.0, w.abs().max().item() if w.numel() else 0.0)
+        torch.testing.assert_close(g.double(), w, rtol=rel, atol=rel * scale)
+    if variant == "lengths":  # past a sequence's end: zeros out
+        t = torch.arange(T)[:, None]
+        assert (got_out[0].cpu()[t >= lengths[None, :]] == 0).all()
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_layer_gradcheck(kind):
+    T, B, n_in, H = 5, 3, 2, 3
+    x = signal((T, B, n_in), torch.float64).requires_grad_()
+    states = [torch.randn(B, H, dtype=torch.float64, requires_grad=True)
+              for _ in range(GATES[kind] - 2)]
+    params = [p.requires_grad_() for p in _weights(kind, n_in, H, torch.float64)]
+    fn = lstm if kind == "lstm" else gru
+    for lengths in (None, torch.tensor([5, 2, 0])):
+        assert torch.autograd.gradcheck(lambda *a, lengths=lengths: fn(*a, lengths=lengths),
+                                        (x, *states, *params))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_cell_gradcheck(kind):
+    x = signal((3, 4), torch.float64).requires_grad_()
+    H = 5
+    states = [torch.randn(3, H, dtype=torch.float64, requires_grad=True)
+              for _ in range(GATES[kind] - 2)]
+    params = [p.requires_grad_() for p in _weights(kind, 4, H, torch.float64)]
+    fn = lstm_cell if kind == "lstm" else gru_cell
+    assert torch.autograd.gradcheck(fn, (x, *states, *params))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_opcheck(kind, lengths):
+    T, B, n_in, H = 4, 3, 2, 3
+    x = torch.randn(T, B, n_in, requires_grad=True)
+    states = [torch.randn(B, H, requires_grad=True) for _ in range(GATES[kind] - 2)]
+    params = [p.requires_grad_() for p in _weights(kind, n_in, H)]
+    lens = torch.tensor([4, 1, 3]) if lengths else None
+    op = torch.ops.lightdl.lstm if kind == "lstm" else torch.ops.lightdl.gru
+    torch.library.opcheck(op.default, (x, *states, *params, lens))
+    with torch.no_grad():  # inference: nothing kept for the backward, same results
+        lean = op(x, *states, *params, lens, False)
+    torch.library.opcheck(op.default, (x.detach(), *[t.detach() for t in (*states, *params)],
+                                       lens, False))
+    outs = op(x, *states, *params, lens)
+    assert all(t.numel() == 0 for t in lean[len(states) + 1:])
+    for a, b in zip(lean[:len(states) + 1], outs, strict=False):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    y = outs[0].detach()
+    gy = torch.randn_like(y)
+    gh = torch.randn(B, H)
+    if kind == "lstm":
+        args = (gy, gh, None, x.detach(), *[s.detach() for s in states],
+                *[p.detach() for p in params[:2]], y, outs[3].detach(), outs[4].detach(), lens)
+        torch.library.opcheck(torch.ops.lightdl.lstm_backward.default, args)
+    else:
+        args = (gy, gh, x.detach(), states[0].detach(), *[p.detach() for p in params[:2]], y,
+                outs[2].detach(), lens)
+        torch.library.opcheck(torch.ops.lightdl.gru_backward.default, args)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_cells_match_nn(kind, device):
+    B, n_in, H = random.randint(1, 8), random.randint(1, 16), random.randint(1, 64)
+    for bias in (True, False):
+        cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(n_in, H, bias=bias, device=device)
+        x = signal((B, n_in), device=device)
+        h = torch.randn(B, H, device=device)
+        p = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+        if kind == "lstm":
+            c = torch.randn(B, H, device=device)
+            got, want = lstm_cell(x, h, c, *p), cell(x, (h, c))
+            got0, want0 = lstm_cell(x[0], None, None, *p), cell(x[0])  # unbatched, zero state
+        else:
+            got, want = (gru_cell(x, h, *p),), (cell(x, h),)
+            got0, want0 = (gru_cell(x[0], None, *p),), (cell(x[0]),)
+        for g, w in zip((*got, *got0), (*want, *want0), strict=True):
+            torch.testing.assert_close(g, w, rtol=2e-5, atol=2e-5)
+
+
+def test_reference_backend_is_the_fallback():
+    T, B, n_in, H = 6, 3, 2, 4
+    x, h, c = signal((T, B, n_in)), torch.randn(B, H), torch.randn(B, H)
+    p = _weights("lstm", n_in, H)
+    lens = [6, 2, 4]
+    native = lstm(x, h, c, *p, lengths=lens)
+    with use_backend("reference"):
+        ref = lstm(x, h, c, *p, lengths=lens)
+    for a, b in zip(native, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_empty_batch_and_sequence_and_non_contiguous():
+    H, n_in = 4, 3
+    p = [q.requires_grad_() for q in _weights("lstm", n_in, H)]
+    # batch 0
+    y, h, c = lstm(torch.randn(5, 0, n_in, requires_grad=True), None, None, *p)
+    assert y.shape == (5, 0, H) and h.shape == (0, H)
+    (y.sum() + h.sum()).backward()
+    assert torch.equal(p[0].grad, torch.zeros_like(p[0]))
+    # sequence length 0: the state passes through
+    h0, c0 = torch.randn(2, H, requires_grad=True), torch.randn(2, H)
+    y, h, c = lstm(torch.randn(0, 2, n_in), h0, c0, *p)
+    assert y.shape == (0, 2, H) and torch.equal(h, h0.detach()) and torch.equal(c, c0)
+    h.sum().backward()
+    assert torch.equal(h0.grad, torch.ones(2, H))
+    # non-contiguous x and weights
+    x = signal((3, 7, n_in)).transpose(0, 1)  # (7, 3, n_in)
+    q = _weights("gru", n_in, H)
+    w_ih = q[0].t().contiguous().t()
+    assert not x.is_contiguous()
+    torch.testing.assert_close(gru(x, None, w_ih, *q[1:])[0],
+                               gru_reference(x, torch.zeros(3, H), *q)[0], rtol=2e-5, atol=2e-5)
+
+
+def test_compiles_without_graph_breaks():
+    p = [q.requires_grad_() for q in _weights("lstm", 3, 5)]
+    g = [q.requires_grad_() for q in _weights("gru", 5, 4)]
+
+    def f(x, lengths):
+        y, h, c = lstm(x, None, None, *p, lengths=lengths)
+        z, hz = gru(y, None, *g, lengths=lengths)
+        return z.sum() + h.sum() + hz.sum()
+
+    x = torch.randn(6, 4, 3)
+    lens = torch.tensor([6, 3, 1, 5])
+    compiled = torch.compile(f, fullgraph=True)
+    got = compiled(x, lens)
+    got.backward()
+    grads = [q.grad.clone() for q in p + g]
+    for q in p + g:
+        q.grad = None
+    want = f(x, lens)
+    want.backward()
+    torch.testing.assert_close(got, want)
+    for a, q in zip(grads, p + g, strict=True):
+        torch.testing.assert_close(a, q.grad)
+
+
+def test_bad_inputs():
+    n_in, H = 3, 4
+    x = torch.randn(5, 2, n_in)
+    w_ih, w_hh, b_ih, b_hh = _weights("lstm", n_in, H)
+    h = torch.zeros(2, H)
+    with pytest.raises(ValueError, match=r"`x` must have shape \(seq_len, batch, input_size\)"):
+        lstm(x[0], h, h, w_ih, w_hh)
+    with pytest.raises(ValueError, match=r"`w_hh` must have shape \(4\*hidden_size"):
+        lstm(x, h, h, w_ih, w_hh[:, :3])
+    with pytest.raises(ValueError, match=r"`w_ih` must have shape \(16, 3\)"):
+        lstm(x, h, h, w_ih[:, :2], w_hh)
+    with pytest.raises(ValueError, match=r"`c0` must have shape \(2, 4\)"):
+        lstm(x, h, torch.zeros(3, H), w_ih, w_hh)
+    with pytest.raises(ValueError, match=r"`b_hh` must have shape \(16,\)"):
+        lstm(x, h, h, w_ih, w_hh, b_ih, b_hh[:3])
+    with pytest.raises(TypeError, match="`w_hh` dtype torch.float64 differs from `x`"):
+        lstm(x, h, h, w_ih, w_hh.double())
+    with pytest.raises(ValueError, match="`w_ih` is on meta but `x` is on cpu"):
+        lstm(x, h, h, w_ih.to("meta"), w_hh)
+    with pytest.raises(ValueError, match=r"`lengths` must lie in \[0, seq_len=5\]"):
+        lstm(x, h, h, w_ih, w_hh, lengths=[6, 1])
+    with pytest.raises(ValueError, match=r"`lengths` must have shape \(2,\)"):
+        lstm(x, h, h, w_ih, w_hh, lengths=[1])
+    with pytest.raises(TypeError, match="`lengths` must hold integers"):
+        lstm(x, h, h, w_ih, w_hh, lengths=torch.tensor([1.0, 2.0]))
+    with pytest.raises(TypeError, match="`x` must be float32"):
+        gru(x.long(), h, *_weights("gru", n_in, H))
+    with pytest.raises(ValueError, match=r"`x` must have shape \(batch, input_size\)"):
+        lstm_cell(x, h, h, w_ih, w_hh)
+    # Direct calls of the compiled ops are checked in C++ too.
+    with pytest.raises(ValueError, match=r"lstm: `w_ih` must have shape \[16, 3\]"):
+        torch.ops.lightdl.lstm(x, h, h, w_ih[:, :2], w_hh, None, None)
+    with pytest.raises(ValueError, match=r"gru: `lengths` must lie in \[0, seq_len=5\]"):
+        torch.ops.lightdl.gru(x, h, *_weights("gru", n_in, H), torch.tensor([9, 1]))
+    with pytest.raises(ValueError, match="`lengths` must be a CPU int64 tensor"):
+        torch.ops.lightdl.gru(x, h, *_weights("gru", n_in, H), torch.tensor([1, 1], dtype=torch.int32))
+    with pytest.raises(ValueError, match="`gates` must be the contiguous"):
+        y, _, _, gates, cs = torch.ops.lightdl.lstm(x, h, h, w_ih, w_hh, None, None)
+        torch.ops.lightdl.lstm_backward(None, None, None, x, h, h, w_ih, w_hh, y, gates[:1], cs)
