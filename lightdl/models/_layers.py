@@ -73,10 +73,6 @@ class LinearAct(nn.Module):
         return self.act(self.linear(x))
 
 
-def _fused_conv1d_cls():
-    return getattr(lnn, "FusedConv1d", None)
-
-
 class Conv1dAct(nn.Module):
     """`act(conv1d(x))`: one FusedConv1d when fused, else nn.Conv1d then the activation.
     Parameters: `conv.weight`, `conv.bias`. Input (B, C_in, L) -> (B, C_out, L_out)."""
@@ -86,9 +82,9 @@ class Conv1dAct(nn.Module):
                  fused: bool = True, alpha: float = 0.01, bias: bool = True) -> None:
         super().__init__()
         args = dict(stride=stride, padding=padding, dilation=dilation, bias=bias)
-        cls = _fused_conv1d_cls() if fused else None
-        if cls is not None:
-            self.conv = cls(in_channels, out_channels, kernel_size, act=act, alpha=alpha, **args)
+        if fused:
+            self.conv = lnn.FusedConv1d(in_channels, out_channels, kernel_size, act=act,
+                                        alpha=alpha, **args)
             self.act = nn.Identity()
         else:
             self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, **args)
@@ -100,13 +96,14 @@ class Conv1dAct(nn.Module):
 
 def recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool,
               dropout: float, fused: bool) -> nn.Module:
-    """A batch-first LSTM or GRU stack: lightdl's FusedLSTM/FusedGRU when fused (and built),
-    else nn.LSTM/nn.GRU. Same parameter names either way."""
+    """A batch-first LSTM or GRU stack: lightdl's FusedLSTM/FusedGRU when fused, else
+    nn.LSTM/nn.GRU. Same parameter names either way."""
     cell = cell.lower()
     if cell not in ("lstm", "gru"):
         raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
-    torch_cls = nn.LSTM if cell == "lstm" else nn.GRU
-    fused_cls = getattr(lnn, "FusedLSTM" if cell == "lstm" else "FusedGRU", None)
-    cls = fused_cls if fused and fused_cls is not None else torch_cls
+    if fused:
+        cls = lnn.FusedLSTM if cell == "lstm" else lnn.FusedGRU
+    else:
+        cls = nn.LSTM if cell == "lstm" else nn.GRU
     return cls(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                dropout=dropout if num_layers > 1 else 0.0, batch_first=True)

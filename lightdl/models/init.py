@@ -41,7 +41,7 @@ def init_weights(module: nn.Module, scheme: str = "default", act: str = "relu") 
                 nn.init.kaiming_normal_(m.weight, nonlinearity=nonlinearity)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.LSTM, nn.GRU)) or type(m).__name__ in ("FusedLSTM", "FusedGRU"):
+        elif isinstance(m, nn.RNNBase):  # nn.LSTM/GRU and lightdl's FusedLSTM/GRU
             for name, p in m.named_parameters():
                 if name.startswith("weight_ih"):
                     nn.init.xavier_uniform_(p)
