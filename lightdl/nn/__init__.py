@@ -2,10 +2,9 @@
 
 from lightdl.nn.activation import Activation
 from lightdl.nn.conv1d import FusedConv1d
+from lightdl.nn.fuse import fuse
 from lightdl.nn.linear import FusedLinear
 from lightdl.nn.rnn import FusedGRU, FusedGRUCell, FusedLSTM, FusedLSTMCell
-
-from lightdl.nn.fuse import fuse  # noqa: I001  (after the layers it swaps in)
 
 __all__ = ["Activation", "FusedConv1d", "FusedGRU", "FusedGRUCell", "FusedLSTM", "FusedLSTMCell",
            "FusedLinear", "fuse"]
