@@ -143,6 +143,9 @@ def run_ops(ops: Sequence[str], shapes: Sequence[str] | None = None, *,
 def _one_case(spec: OpSpec, text: str, shape: tuple, mode: str, n_threads: int, device: str,
               dtype: torch.dtype, impls: Sequence[str] | None, repeats: int, warmup: int,
               options: dict, limits: Limits, extra: dict) -> list[Row]:
+    # Each case compiles its own graph: clear dynamo's caches so that the reference code,
+    # compiled for many shapes, never hits the recompile limit and falls back to eager.
+    torch._dynamo.reset()
     wanted = list(impls) if impls else list(spec.impls)
     wanted += [name for name in extra if name not in wanted]
     base = dict(op=spec.name, shape=text, mode=mode, threads=n_threads,
