@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU thread counts (default 1 and 2)")
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--no-train", action="store_true", help="skip the training benchmarks")
+    p.add_argument("--no-ops", action="store_true",
+                   help="skip the kernel benchmarks (summary.md reuses the ops_*.json there)")
     p.add_argument("--train-steps", type=int, default=80)
     args = p.parse_args(argv)
     device = args.device
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = {}
     for op in args.op or list(specs()):
+        if args.no_ops and (out / f"ops_{op}.json").is_file():
+            results[op] = json.loads((out / f"ops_{op}.json").read_text())
+            continue
         res = run_ops([op], None, device=device, threads=threads, repeats=args.repeats)
         res["summary"] = summary(res)
         write_json(res, out / f"ops_{op}.json")

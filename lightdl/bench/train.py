@@ -45,7 +45,8 @@ def run_once(config: str, fused: bool, steps: int, overrides: list[str], workdir
     args = ["--config", config, *overrides,
             "--model.init_args.model.init_args.fused", "true" if fused else "false",
             "--trainer.max_steps", str(steps), "--trainer.max_epochs", "100000",
-            "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
+            # Validation stays (2 batches, untimed): ReduceLROnPlateau and friends need it.
+            "--trainer.limit_val_batches", "2", "--trainer.num_sanity_val_steps", "0",
             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", workdir,
             "--checkpoint.save_last", "false", "--checkpoint.save_top_k", "0"]
