@@ -3,20 +3,21 @@ torch.compile, on the issue's signal-processing shapes (few input channels, shor
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 import torch
 import torch.nn.functional as F
 
+from lightdl.bench.conv1d import ISSUE_SHAPES, SHAPES
 from lightdl.bench.spec import OpSpec, parse_dims, randn, seeded
 from lightdl.ops import fused_conv1d
 from lightdl.ops._acts import apply_reference
 
-# (N, C_in, L, C_out, K, stride, padding, dilation)
+# The issue's five shapes, from the table benchmarks/bench_conv1d.py uses too:
+# (N, C_in, L, C_out, K, stride, padding, dilation).
 PRESETS = {
-    "64,1,1000,32,7,1,3,1": (64, 1, 1000, 32, 7, 1, 3, 1),
-    "64,32,500,64,5,1,2,1": (64, 32, 500, 64, 5, 1, 2, 1),
-    "64,64,250,128,3,1,1,1": (64, 64, 250, 128, 3, 1, 1, 1),
-    "32,128,128,128,3,1,2,2": (32, 128, 128, 128, 3, 1, 2, 2),
-    "64,16,1024,16,9,2,4,1": (64, 16, 1024, 16, 9, 2, 4, 1),
+    ",".join(map(str, t)): t
+    for t in (astuple(SHAPES[name]) for name in ISSUE_SHAPES)
 }
 SYNTAX = "N,C_in,L,C_out,K[,stride,padding,dilation] (e.g. 64,1,1000,32,7,1,3,1)"
 

@@ -53,7 +53,6 @@ def run_once(config: str, fused: bool, steps: int, overrides: list[str], workdir
     cli = LightdlCLI(args=args, run=False)
     clock = _StepClock()
     cli.trainer.callbacks.append(clock)
-    num_batches = None
     cli.trainer.fit(cli.model, cli.datamodule)
     num_batches = cli.trainer.num_training_batches
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import nn
 
 from lightdl.nn.linear import FusedLinear
@@ -97,7 +96,6 @@ def fuse(model: nn.Module, fold_activations: bool = True) -> nn.Module:
     return model
 
 
-@torch.no_grad()
 def fused_layers(model: nn.Module) -> list[str]:
     """Names of the modules of `model` that are lightdl fused layers (for reports)."""
     fused = set(_fused_classes().values())

@@ -85,6 +85,19 @@ class Task(L.LightningModule):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return call_model(self.model, x, lengths)
 
+    def _shared(self, batch: Any, stage: str) -> torch.Tensor:
+        """Loss of one batch, logging `{stage}/...`; each task defines it."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared(batch, "test")
+
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer(params)

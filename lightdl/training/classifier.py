@@ -129,7 +129,8 @@ class Classifier(Task):
             return loss, probs, y
         return loss, probs[valid], y[valid]
 
-    def _shared(self, batch: Any, stage: str, metrics) -> torch.Tensor:
+    def _shared(self, batch: Any, stage: str) -> torch.Tensor:
+        metrics = getattr(self, f"{stage}_metrics")
         loss, probs, y = self._step(batch)
         metrics.update(probs, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
@@ -138,15 +139,6 @@ class Classifier(Task):
         if stage == "test":
             self.test_confusion_metric.update(probs, y)
         return loss
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._shared(batch, "train", self.train_metrics)
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared(batch, "val", self.val_metrics)
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared(batch, "test", self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
         self.test_confusion = self.test_confusion_metric.compute().cpu()

@@ -53,15 +53,6 @@ class Regressor(Task):
         self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._shared(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared(batch, "test")
-
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         _, pred, y = self._step(batch)
         return {"pred": pred, "target": y}

@@ -73,15 +73,6 @@ class VAETask(Task):
         self.log(f"{stage}/elbo", -(recon + kl).mean(), **log)
         return loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._shared(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared(batch, "test")
-
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         x, _, y = unpack(batch)
         mu, _ = self.model.encode(x)
