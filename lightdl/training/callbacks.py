@@ -49,6 +49,10 @@ class RunArtifacts(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
+        # Callbacks' on_train_epoch_end runs before the module's, where the train metrics are
+        # logged: have them logged now so that this row has them.
+        if hasattr(pl_module, "log_epoch_metrics"):
+            pl_module.log_epoch_metrics("train")
         row = {"epoch": trainer.current_epoch, **_scalars(trainer.callback_metrics)}
         self.history = [h for h in self.history if h["epoch"] != row["epoch"]] + [row]
 

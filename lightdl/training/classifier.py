@@ -130,17 +130,16 @@ class Classifier(Task):
         return loss, probs[valid], y[valid]
 
     def _shared(self, batch: Any, stage: str) -> torch.Tensor:
-        metrics = getattr(self, f"{stage}_metrics")
         loss, probs, y = self._step(batch)
-        metrics.update(probs, y)
+        self.update_metrics(stage, probs, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  sync_dist=True, batch_size=len(y))
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         if stage == "test":
             self.test_confusion_metric.update(probs, y)
         return loss
 
     def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
         self.test_confusion = self.test_confusion_metric.compute().cpu()
         self.test_confusion_metric.reset()
 

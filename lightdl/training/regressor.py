@@ -46,11 +46,9 @@ class Regressor(Task):
 
     def _shared(self, batch: Any, stage: str) -> torch.Tensor:
         loss, pred, y = self._step(batch)
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(pred, y)
+        self.update_metrics(stage, pred, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  sync_dist=True, batch_size=len(y))
-        self.log_dict(metrics, on_step=False, on_epoch=True)
         return loss
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
