@@ -16,6 +16,7 @@
 // float16/bfloat16 inputs are computed in float32 (GEMMs, gates and states), and the returned
 // intermediates stay float32; y, h_T, c_T and the gradients are rounded to the input dtype.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/DeviceGuard.h>
 #include <torch/library.h>
 
@@ -24,6 +25,7 @@
 #include <tuple>
 
 #include "checks.h"
+#include "cpu/packed_gemm.h"
 #include "rnn_kernels.h"
 
 namespace lightdl {
@@ -144,6 +146,66 @@ StepKernels kernels_for(const at::Tensor& x) {
   return {cpu::lstm_fwd_step, cpu::lstm_bwd_step, cpu::gru_fwd_step, cpu::gru_bwd_step};
 }
 
+// Batch entries are independent through the whole sequence, so on CPU the steps of a chunk run
+// on P blocks of rows in parallel, each block with its own small per-step GEMMs (MKL runs
+// single-threaded inside a parallel region) and kernel calls, and one join per chunk of steps.
+// Spreading each step's GEMM and kernel over the threads instead leaves too little work per
+// thread and step: at batch 64 x hidden 32 that ran slower on 2 threads than on 1. The chunk's
+// large GEMMs (input projection, weight gradients) still use all threads, outside the blocks.
+// One block (one thread, or a small batch, or CUDA) runs the rows [0, B) as one.
+constexpr int64_t kMinRowsPerBlock = 8;
+
+template <typename F>
+void over_row_blocks(const at::Tensor& x, int64_t B, const F& f) {
+  const int64_t P =
+      x.is_cuda() ? 1 : std::min<int64_t>(at::get_num_threads(), B / kMinRowsPerBlock);
+  if (P <= 1) {
+    f(int64_t{0}, B);
+    return;
+  }
+  at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
+    // Worker threads do not inherit the caller's dispatch state: stay below autograd.
+    at::AutoDispatchBelowADInplaceOrView below;
+    for (int64_t p = p0; p < p1; ++p) f(B * p / P, B * (p + 1) / P);
+  });
+}
+
+// The per-step recurrent product C (+)= A W, W (k x n) the same for every step: on CPU in
+// float32 MKL's packed GEMM, W packed once per call (csrc/cpu/packed_gemm.cpp: 4-30% less
+// time per step on the benchmark shapes, and no ATen call per step); at::addmm_out otherwise.
+// A and C are blocks of contiguous rows.
+class StepGemm {
+ public:
+  StepGemm(const at::Tensor& W, int64_t max_rows) : W_(W) {
+    if (W.is_cpu() && W.scalar_type() == at::kFloat && W.is_contiguous())
+      packed_ = cpu::PackedRight::make(W.const_data_ptr<float>(), W.size(0), W.size(1), max_rows);
+  }
+  void operator()(at::Tensor& C, const at::Tensor& A, bool accumulate) const {
+    if (packed_) {
+      packed_->gemm(A.const_data_ptr<float>(), A.stride(0), A.size(0), accumulate ? 1.f : 0.f,
+                    C.mutable_data_ptr<float>(), C.stride(0));
+    } else if (accumulate) {
+      at::addmm_out(C, C, A, W_);
+    } else {
+      at::mm_out(C, A, W_);
+    }
+  }
+
+ private:
+  at::Tensor W_;
+  std::unique_ptr<cpu::PackedRight> packed_;
+};
+
+// Pointer to row r of a (rows, cols) block at `base` (cols elements of `es` bytes per row).
+template <typename P>
+P* row_ptr(P* base, int64_t r, int64_t cols, int64_t es) {
+  if (base == nullptr) return nullptr;
+  using C = std::conditional_t<std::is_const_v<P>, const char, char>;
+  return reinterpret_cast<P*>(reinterpret_cast<C*>(base) + r * cols * es);
+}
+
+const int64_t* len_rows(const int64_t* len, int64_t r0) { return len ? len + r0 : nullptr; }
+
 // Row t of a (T, rows, cols) contiguous buffer.
 template <typename P>
 P* step_ptr(P* base, int64_t t, int64_t stride, int64_t esize) {
@@ -221,6 +283,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   const int64_t es = dbl ? 8 : 4, G = 4 * d.H;
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
   const at::Tensor WihT = transposed(w_ih, ct), WhhT = transposed(w_hh, ct);
+  const StepGemm recurrent(WhhT, d.B);
 
   // gates[t] = x_t W_ih^T, one GEMM per chunk of K steps (issued just before
   // the chunk's steps, so that they find it in cache); each step adds h W_hh^T in place and
@@ -235,14 +298,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
   at::Tensor cs = at::empty({save ? d.T : 1, d.B, d.H}, X.options());
   const Lengths len(lengths, x.device());
-  for (int64_t t = 0; t < d.T; ++t) {
-    if (t % K == 0)
-      input_projection(gates2, save ? t * d.B : 0, X, WihT, t * d.B, std::min(K, d.T - t) * d.B);
-    at::Tensor gt = gates.select(0, save ? t : t % K);
-    at::addmm_out(gt, gt, h, WhhT);
-    k.lstm_fwd(dbl, {gt.data_ptr(), bias.const_data_ptr(), c.data_ptr(), h.data_ptr(),
-                     step_ptr(y.data_ptr(), t, d.B * d.H, es),
-                     step_ptr(cs.data_ptr(), save ? t : 0, d.B * d.H, es), len.ptr, t, d.B, d.H});
+  for (int64_t c0 = 0; c0 < d.T; c0 += K) {
+    const int64_t c1 = std::min(d.T, c0 + K);
+    input_projection(gates2, save ? c0 * d.B : 0, X, WihT, c0 * d.B, (c1 - c0) * d.B);
+    over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
+      const int64_t n = r1 - r0;
+      at::Tensor hr = h.narrow(0, r0, n);
+      for (int64_t t = c0; t < c1; ++t) {
+        at::Tensor gt = gates.select(0, save ? t : t - c0).narrow(0, r0, n);
+        recurrent(gt, hr, true);
+        k.lstm_fwd(dbl, {gt.data_ptr(), bias.const_data_ptr(), row_ptr(c.data_ptr(), r0, d.H, es),
+                         hr.data_ptr(), row_ptr(step_ptr(y.data_ptr(), t, d.B * d.H, es), r0, d.H, es),
+                         row_ptr(step_ptr(cs.data_ptr(), save ? t : 0, d.B * d.H, es), r0, d.H, es),
+                         len_rows(len.ptr, r0), t, n, d.H});
+      }
+    });
   }
   const auto st = x.scalar_type();
   if (!save) gates = at::empty({0}, X.options()), cs = at::empty({0}, X.options());
@@ -269,6 +339,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
   const at::Tensor Wih = as_compute(w_ih, ct), Whh = as_compute(w_hh, ct);
+  const StepGemm recurrent(Whh, d.B);
   const at::Tensor H0 = as_compute(h0, ct), C0 = as_compute(c0, ct);
   const at::Tensor gy = defined(grad_y) ? as_compute(*grad_y, ct) : at::Tensor();
   at::Tensor dh = defined(grad_h) ? fresh(*grad_h, ct) : at::zeros({d.B, d.H}, X.options());
@@ -282,20 +353,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor Y2 = as_compute(y, ct).view({d.T * d.B, d.H});
   const Lengths len(lengths, x.device());
   const int64_t BH = d.B * d.H;
-  for (int64_t t = d.T - 1; t >= 0; --t) {
-    const int64_t c0 = t / K * K, c1 = std::min(d.T, c0 + K);
-    at::Tensor dgt = dG.select(0, t - c0);
-    k.lstm_bwd(dbl, {step_ptr(gates.const_data_ptr(), t, d.B * G, es),
-                     step_ptr(cs.const_data_ptr(), t, BH, es),
-                     t > 0 ? step_ptr(cs.const_data_ptr(), t - 1, BH, es) : C0.const_data_ptr(),
-                     gy.defined() ? step_ptr(gy.const_data_ptr(), t, BH, es) : nullptr,
-                     dh.data_ptr(), dc.data_ptr(), dgt.data_ptr(), len.ptr, t, d.B, d.H});
-    at::addmm_out(dh, dh, dgt, Whh);
-    if (t == c0) {
-      const at::Tensor g2 = dG.narrow(0, 0, c1 - c0).view({-1, G});
-      accumulate_input(dw_ih, db, dx, g2, X, Wih, ones, c0 * d.B);
-      accumulate_hidden(dw_hh, g2, H0, Y2, c0, d.B);
-    }
+  for (int64_t c0 = d.T > 0 ? (d.T - 1) / K * K : -1; c0 >= 0; c0 -= K) {
+    const int64_t c1 = std::min(d.T, c0 + K);
+    over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
+      const int64_t n = r1 - r0;
+      at::Tensor dhr = dh.narrow(0, r0, n);
+      for (int64_t t = c1 - 1; t >= c0; --t) {
+        at::Tensor dgt = dG.select(0, t - c0).narrow(0, r0, n);
+        const void* cp = t > 0 ? step_ptr(cs.const_data_ptr(), t - 1, BH, es) : C0.const_data_ptr();
+        k.lstm_bwd(dbl, {row_ptr(step_ptr(gates.const_data_ptr(), t, d.B * G, es), r0, G, es),
+                         row_ptr(step_ptr(cs.const_data_ptr(), t, BH, es), r0, d.H, es),
+                         row_ptr(cp, r0, d.H, es),
+                         gy.defined() ? row_ptr(step_ptr(gy.const_data_ptr(), t, BH, es), r0, d.H, es)
+                                      : nullptr,
+                         dhr.data_ptr(), row_ptr(dc.data_ptr(), r0, d.H, es), dgt.data_ptr(),
+                         len_rows(len.ptr, r0), t, n, d.H});
+        recurrent(dhr, dgt, true);
+      }
+    });
+    const at::Tensor g2 = dG.narrow(0, 0, c1 - c0).view({-1, G});
+    accumulate_input(dw_ih, db, dx, g2, X, Wih, ones, c0 * d.B);
+    accumulate_hidden(dw_hh, g2, H0, Y2, c0, d.B);
   }
   const auto st = x.scalar_type();
   dx = dx.view({d.T, d.B, d.I});
@@ -318,6 +396,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
   const int64_t es = dbl ? 8 : 4, G = 3 * d.H;
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
   const at::Tensor WihT = transposed(w_ih, ct), WhhT = transposed(w_hh, ct);
+  const StepGemm recurrent(WhhT, d.B);
   // xg = x W_ih^T, one GEMM per chunk of K steps (as for the LSTM); per step hg = h W_hh^T;
   // the kernel adds b_ih and b_hh (b_hn must stay apart from b_in: it is multiplied by r).
   const int64_t K = chunk_steps(d, G, es);
@@ -328,16 +407,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
   at::Tensor saved = at::empty({save ? d.T : 1, d.B, 4 * d.H}, X.options());
   const Lengths len(lengths, x.device());
-  for (int64_t t = 0; t < d.T; ++t) {
-    if (t % K == 0)
-      input_projection(xg, save ? t * d.B : 0, X, WihT, t * d.B, std::min(K, d.T - t) * d.B);
-    at::mm_out(hg, h, WhhT);
-    k.gru_fwd(dbl, {step_ptr(xg.const_data_ptr(), save ? t : t % K, d.B * G, es),
-                    hg.const_data_ptr(),
-                    Bih.const_data_ptr(), Bhh.const_data_ptr(),
-                    h.data_ptr(), step_ptr(y.data_ptr(), t, d.B * d.H, es),
-                    step_ptr(saved.data_ptr(), save ? t : 0, d.B * 4 * d.H, es), len.ptr, t, d.B,
-                    d.H});
+  for (int64_t c0 = 0; c0 < d.T; c0 += K) {
+    const int64_t c1 = std::min(d.T, c0 + K);
+    input_projection(xg, save ? c0 * d.B : 0, X, WihT, c0 * d.B, (c1 - c0) * d.B);
+    over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
+      const int64_t n = r1 - r0;
+      at::Tensor hr = h.narrow(0, r0, n), hgr = hg.narrow(0, r0, n);
+      for (int64_t t = c0; t < c1; ++t) {
+        recurrent(hgr, hr, false);
+        k.gru_fwd(dbl, {row_ptr(step_ptr(xg.const_data_ptr(), save ? t : t - c0, d.B * G, es), r0, G, es),
+                        hgr.const_data_ptr(), Bih.const_data_ptr(), Bhh.const_data_ptr(),
+                        hr.data_ptr(), row_ptr(step_ptr(y.data_ptr(), t, d.B * d.H, es), r0, d.H, es),
+                        row_ptr(step_ptr(saved.data_ptr(), save ? t : 0, d.B * 4 * d.H, es), r0,
+                                4 * d.H, es),
+                        len_rows(len.ptr, r0), t, n, d.H});
+      }
+    });
   }
   const auto st = x.scalar_type();
   if (!save) saved = at::empty({0}, X.options());
@@ -362,6 +447,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
   const at::Tensor Wih = as_compute(w_ih, ct), Whh = as_compute(w_hh, ct);
+  const StepGemm recurrent(Whh, d.B);
   const at::Tensor H0 = as_compute(h0, ct), Y = as_compute(y, ct);
   const at::Tensor gy = defined(grad_y) ? as_compute(*grad_y, ct) : at::Tensor();
   at::Tensor dh = defined(grad_h) ? fresh(*grad_h, ct) : at::zeros({d.B, d.H}, X.options());
@@ -375,21 +461,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor Y2 = Y.view({d.T * d.B, d.H});
   const Lengths len(lengths, x.device());
   const int64_t BH = d.B * d.H;
-  for (int64_t t = d.T - 1; t >= 0; --t) {
-    const int64_t c0 = t / K * K, c1 = std::min(d.T, c0 + K);
-    at::Tensor dxgt = dXg.select(0, t - c0), dhgt = dHg.select(0, t - c0);
-    k.gru_bwd(dbl, {step_ptr(saved.const_data_ptr(), t, d.B * 4 * d.H, es),
-                    t > 0 ? step_ptr(Y.const_data_ptr(), t - 1, BH, es) : H0.const_data_ptr(),
-                    gy.defined() ? step_ptr(gy.const_data_ptr(), t, BH, es) : nullptr,
-                    dh.data_ptr(), dxgt.data_ptr(), dhgt.data_ptr(), len.ptr, t, d.B, d.H});
-    at::addmm_out(dh, dh, dhgt, Whh);
-    if (t == c0) {
-      const at::Tensor gx2 = dXg.narrow(0, 0, c1 - c0).view({-1, G});
-      const at::Tensor gh2 = dHg.narrow(0, 0, c1 - c0).view({-1, G});
-      accumulate_input(dw_ih, db_ih, dx, gx2, X, Wih, ones, c0 * d.B);
-      accumulate_hidden(dw_hh, gh2, H0, Y2, c0, d.B);
-      db_hh.addmv_(gh2.t(), ones.narrow(0, 0, gh2.size(0)));
-    }
+  for (int64_t c0 = d.T > 0 ? (d.T - 1) / K * K : -1; c0 >= 0; c0 -= K) {
+    const int64_t c1 = std::min(d.T, c0 + K);
+    over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
+      const int64_t n = r1 - r0;
+      at::Tensor dhr = dh.narrow(0, r0, n);
+      for (int64_t t = c1 - 1; t >= c0; --t) {
+        at::Tensor dxgt = dXg.select(0, t - c0).narrow(0, r0, n);
+        at::Tensor dhgt = dHg.select(0, t - c0).narrow(0, r0, n);
+        const void* hp = t > 0 ? step_ptr(Y.const_data_ptr(), t - 1, BH, es) : H0.const_data_ptr();
+        k.gru_bwd(dbl, {row_ptr(step_ptr(saved.const_data_ptr(), t, d.B * 4 * d.H, es), r0,
+                                4 * d.H, es),
+                        row_ptr(hp, r0, d.H, es),
+                        gy.defined() ? row_ptr(step_ptr(gy.const_data_ptr(), t, BH, es), r0, d.H, es)
+                                     : nullptr,
+                        dhr.data_ptr(), dxgt.data_ptr(), dhgt.data_ptr(), len_rows(len.ptr, r0), t,
+                        n, d.H});
+        recurrent(dhr, dhgt, true);
+      }
+    });
+    const at::Tensor gx2 = dXg.narrow(0, 0, c1 - c0).view({-1, G});
+    const at::Tensor gh2 = dHg.narrow(0, 0, c1 - c0).view({-1, G});
+    accumulate_input(dw_ih, db_ih, dx, gx2, X, Wih, ones, c0 * d.B);
+    accumulate_hidden(dw_hh, gh2, H0, Y2, c0, d.B);
+    db_hh.addmv_(gh2.t(), ones.narrow(0, 0, gh2.size(0)));
   }
   const auto st = x.scalar_type();
   dx = dx.view({d.T, d.B, d.I});
