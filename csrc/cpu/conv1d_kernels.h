@@ -42,27 +42,10 @@ template <typename T>
 constexpr int kLT = 128 / static_cast<int>(sizeof(T));  // 32 floats, 16 doubles
 constexpr int kOB = 4;
 
-// acc[ob][j] = sum_{c,k} w[o+ob, c, k] * x[c, (l0 + j) S + k D], a full OB x LT tile. Every
-// sum runs over (c, k) in order, the same order as every other tile shape here, so the
-// backward's recomputed pre-activation equals the forward's bit for bit.
-template <typename T, int OB, int LT>
-inline void tile_full(const T* __restrict xph, const T* __restrict w, const Conv1dGeom& g,
-                      const int64_t* taps, int64_t o, int64_t l0, T (&acc)[OB][LT]) {
-  const int64_t CK = g.C * g.K, R = g.S * g.Lph;
-  for (int64_t c = 0; c < g.C; ++c) {
-    const T* xc = xph + c * R + l0;
-    const T* wc = w + o * CK + c * g.K;
-    for (int64_t k = 0; k < g.K; ++k) {
-      const T* xr = xc + taps[k];
-      T wv[OB];
-      for (int ob = 0; ob < OB; ++ob) wv[ob] = wc[ob * CK + k];
-      for (int ob = 0; ob < OB; ++ob)
-        for (int j = 0; j < LT; ++j) acc[ob][j] += wv[ob] * xr[j];
-    }
-  }
-}
-
-// The same for a partial tile (last channels or positions).
+// acc[ob][j] += sum_{c,k} w[o+ob, c, k] * x[c, (l0 + j) S + k D] for a partial tile (last
+// channels or positions); full tiles are tile_full_vec's. Every sum runs over (c, k) in
+// order, as there, and the backward recomputes each tile with the same function as the
+// forward: its pre-activation equals the forward's bit for bit.
 template <typename T>
 inline void fwd_tile_part(const T* __restrict xph, const T* __restrict w, const Conv1dGeom& g,
                           const int64_t* taps, int64_t o, int64_t nb, int64_t l0, int64_t lt,
@@ -80,6 +63,65 @@ inline void fwd_tile_part(const T* __restrict xph, const T* __restrict w, const 
     }
 }
 
+// A full tile in GCC vector types (64-byte vectors: one AVX-512 register, two AVX2 ones, four
+// SSE ones): kOB x kLT accumulators as kOB x 2 vector variables, which the compiler keeps in
+// registers. (With a plain array shared with the partial-tile path they lived on the stack,
+// and zeroing them per tile took a fifth of the forward's time.) Same sums in the same (c, k)
+// order as tile_full, so the forward and the backward's recomputation agree bit for bit: both
+// use this function for full tiles.
+// (GCC notes that passing 64-byte vectors by value changes the ABI without AVX-512; these
+// functions have internal linkage and are inlined, so no ABI is involved.)
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <typename T>
+struct Vec64 {
+  typedef T type __attribute__((vector_size(64)));
+};
+
+template <typename T>
+inline void tile_full_vec(const T* __restrict xph, const T* __restrict w, const Conv1dGeom& g,
+                          const int64_t* taps, int64_t o, int64_t l0,
+                          typename Vec64<T>::type (&acc)[kOB][2]) {
+  using V = typename Vec64<T>::type;
+  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  static_assert(2 * VL == kLT<T>, "a tile row is two 64-byte vectors");
+  const int64_t CK = g.C * g.K, R = g.S * g.Lph;
+  for (int ob = 0; ob < kOB; ++ob) acc[ob][0] = acc[ob][1] = V{};
+  for (int64_t c = 0; c < g.C; ++c) {
+    const T* xc = xph + c * R + l0;
+    const T* wc = w + o * CK + c * g.K;
+    for (int64_t k = 0; k < g.K; ++k) {
+      const T* xr = xc + taps[k];
+      V x0, x1;
+      std::memcpy(&x0, xr, sizeof(V));  // unaligned vector loads
+      std::memcpy(&x1, xr + VL, sizeof(V));
+      for (int ob = 0; ob < kOB; ++ob) {
+        const T wv = wc[ob * CK + k];
+        acc[ob][0] += wv * x0;
+        acc[ob][1] += wv * x1;
+      }
+    }
+  }
+}
+
+template <Act A, typename T>
+inline void fwd_full_tile(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
+                          T* __restrict out, const Conv1dGeom& g, const int64_t* taps, int64_t o,
+                          int64_t l0, T alpha) {
+  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  typename Vec64<T>::type acc[kOB][2];
+  tile_full_vec<T>(xph, w, g, taps, o, l0, acc);
+  for (int ob = 0; ob < kOB; ++ob) {
+    const T bb = b != nullptr ? b[o + ob] : T(0);
+    T* orow = out + (o + ob) * g.Lo + l0;
+    // Through a plain array: the epilogue loop vectorises over it (element access of the
+    // vector variables would run it one lane at a time).
+    T row[2 * VL];
+    std::memcpy(row, &acc[ob][0], sizeof(acc[ob][0]));
+    std::memcpy(row + VL, &acc[ob][1], sizeof(acc[ob][1]));
+    for (int j = 0; j < 2 * VL; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
+  }
+}
+
 template <Act A, typename T>
 void fwd(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
          T* __restrict out, const Conv1dGeom& g, int64_t o0, int64_t o1, T alpha) {
@@ -89,11 +131,14 @@ void fwd(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
     const int64_t nb = std::min<int64_t>(kOB, o1 - o);
     for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
       const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
+      if (nb == kOB && lt == LT) {
+        fwd_full_tile<A, T>(xph, w, b, out, g, taps.data(), o, l0, alpha);
+        continue;
+      }
       T acc[kOB][LT];
       for (int ob = 0; ob < kOB; ++ob)
         for (int j = 0; j < LT; ++j) acc[ob][j] = T(0);
-      if (nb == kOB && lt == LT) tile_full<T, kOB, LT>(xph, w, g, taps.data(), o, l0, acc);
-      else fwd_tile_part<T>(xph, w, g, taps.data(), o, nb, l0, lt, acc);
+      fwd_tile_part<T>(xph, w, g, taps.data(), o, nb, l0, lt, acc);
       // Epilogue while the tile is in registers: bias and activation. Nothing else is stored:
       // the backward recomputes the pre-activation.
       for (int64_t ob = 0; ob < nb; ++ob) {
@@ -105,6 +150,19 @@ void fwd(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
   }
 }
 
+// conv_rows' full tile (see tile_full_vec).
+template <typename T>
+inline void rows_full_tile(const T* __restrict xn, const T* __restrict w, const Conv1dGeom& g,
+                           const int64_t* taps, int64_t o, int64_t l0, T* __restrict z) {
+  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  typename Vec64<T>::type acc[kOB][2];
+  tile_full_vec<T>(xn, w, g, taps, o, l0, acc);
+  for (int ob = 0; ob < kOB; ++ob) {
+    std::memcpy(z + ob * g.Lo + l0, &acc[ob][0], sizeof(acc[ob][0]));
+    std::memcpy(z + ob * g.Lo + l0 + VL, &acc[ob][1], sizeof(acc[ob][1]));
+  }
+}
+
 // z[ob, l] = sum_{c,k} w[o + ob, c, k] x[c, l S + k D] for nb <= kOB output channels, into
 // rows z (nb, Lo) in L1, with the forward's register tiles.
 template <typename T>
@@ -113,47 +171,70 @@ inline void conv_rows(const T* __restrict xn, const T* __restrict w, const Conv1
   constexpr int LT = kLT<T>;
   for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
     const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
+    if (nb == kOB && lt == LT) {
+      rows_full_tile<T>(xn, w, g, taps, o, l0, z);
+      continue;
+    }
     T acc[kOB][LT];
     for (int ob = 0; ob < kOB; ++ob)
       for (int j = 0; j < LT; ++j) acc[ob][j] = T(0);
-    if (nb == kOB && lt == LT) tile_full<T, kOB, LT>(xn, w, g, taps, o, l0, acc);
-    else fwd_tile_part<T>(xn, w, g, taps, o, nb, l0, lt, acc);
+    fwd_tile_part<T>(xn, w, g, taps, o, nb, l0, lt, acc);
     for (int64_t ob = 0; ob < nb; ++ob)
       for (int64_t j = 0; j < lt; ++j) z[ob * g.Lo + l0 + j] = acc[ob][j];
   }
 }
 
-// sum_l a[l] * b[l] in kLanes independent partial sums (vectorisable without reassociating
-// one sum), then the lanes in order.
+// The reductions below keep their partial sums in Vec64 variables, i.e. in registers (as
+// arrays they were zeroed and updated on the stack, 4-7x slower), and each sum runs in a fixed
+// order that depends only on n.
+template <typename T>
+inline typename Vec64<T>::type load_vec(const T* p) {
+  typename Vec64<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline T lane_sum(const typename Vec64<T>::type& v) {
+  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  T t = T(0);
+  for (int q = 0; q < VL; ++q) t += v[q];
+  return t;
+}
+
+// sum_l a[l] * b[l], in two vectors of independent partial sums (two chains: the FMA latency
+// half hidden), then the tail, then the lanes in order.
 template <typename T>
 inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
-  constexpr int kLanes = 32;  // 2 AVX-512 float accumulators: FMA latency half hidden
-  T lanes[kLanes] = {};
+  using V = typename Vec64<T>::type;
+  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  V s0{}, s1{};
   int64_t l = 0;
-  for (; l + kLanes <= n; l += kLanes)
-    for (int q = 0; q < kLanes; ++q) lanes[q] += a[l + q] * b[l + q];
+  for (; l + 2 * VL <= n; l += 2 * VL) {
+    s0 += load_vec(a + l) * load_vec(b + l);
+    s1 += load_vec(a + l + VL) * load_vec(b + l + VL);
+  }
   T total = T(0);
   for (; l < n; ++l) total += a[l] * b[l];
-  for (int q = 0; q < kLanes; ++q) total += lanes[q];
-  return total;
+  return total + lane_sum<T>(s0) + lane_sum<T>(s1);
 }
 
 // out[i] = sum_l a[l] * b_i[l] for four rows b_i at once: a is loaded once for four
-// independent accumulator chains (one dot per chain would wait on the FMA latency).
+// independent accumulator chains.
 template <typename T>
 inline void dot4(const T* __restrict a, const T* __restrict b0, const T* __restrict b1,
                  const T* __restrict b2, const T* __restrict b3, int64_t n, T (&out)[4]) {
-  constexpr int V = 64 / static_cast<int>(sizeof(T));  // one 512-bit vector
-  T acc[4][V] = {};
+  using V = typename Vec64<T>::type;
+  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  V s0{}, s1{}, s2{}, s3{};
   int64_t l = 0;
-  for (; l + V <= n; l += V)
-    for (int q = 0; q < V; ++q) {
-      const T av = a[l + q];
-      acc[0][q] += av * b0[l + q];
-      acc[1][q] += av * b1[l + q];
-      acc[2][q] += av * b2[l + q];
-      acc[3][q] += av * b3[l + q];
-    }
+  for (; l + VL <= n; l += VL) {
+    const V av = load_vec(a + l);
+    s0 += av * load_vec(b0 + l);
+    s1 += av * load_vec(b1 + l);
+    s2 += av * load_vec(b2 + l);
+    s3 += av * load_vec(b3 + l);
+  }
   T t[4] = {T(0), T(0), T(0), T(0)};
   for (; l < n; ++l) {
     t[0] += a[l] * b0[l];
@@ -161,23 +242,25 @@ inline void dot4(const T* __restrict a, const T* __restrict b0, const T* __restr
     t[2] += a[l] * b2[l];
     t[3] += a[l] * b3[l];
   }
-  for (int i = 0; i < 4; ++i) {
-    for (int q = 0; q < V; ++q) t[i] += acc[i][q];
-    out[i] = t[i];
-  }
+  out[0] = t[0] + lane_sum<T>(s0);
+  out[1] = t[1] + lane_sum<T>(s1);
+  out[2] = t[2] + lane_sum<T>(s2);
+  out[3] = t[3] + lane_sum<T>(s3);
 }
 
 template <typename T>
 inline T row_sum(const T* __restrict a, int64_t n) {
-  constexpr int kLanes = 32;  // 2 AVX-512 float accumulators: FMA latency half hidden
-  T lanes[kLanes] = {};
+  using V = typename Vec64<T>::type;
+  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  V s0{}, s1{};
   int64_t l = 0;
-  for (; l + kLanes <= n; l += kLanes)
-    for (int q = 0; q < kLanes; ++q) lanes[q] += a[l + q];
+  for (; l + 2 * VL <= n; l += 2 * VL) {
+    s0 += load_vec(a + l);
+    s1 += load_vec(a + l + VL);
+  }
   T total = T(0);
   for (; l < n; ++l) total += a[l];
-  for (int q = 0; q < kLanes; ++q) total += lanes[q];
-  return total;
+  return total + lane_sum<T>(s0) + lane_sum<T>(s1);
 }
 
 // gxph[c, r Lph + m] += sum_{ob < nb} sum_{k in phase r} w[o0 + ob, c, k] gz_ob[m - q_k]
@@ -188,23 +271,40 @@ template <typename T>
 void grad_input_block(const T* __restrict gzp, int64_t Lz, int64_t M, const T* __restrict w,
                       const Conv1dGeom& g, const int64_t* phase, const int64_t* shift,
                       int64_t o0, int64_t nb, T* __restrict gxph) {
-  constexpr int LT = 2 * kLT<T>;
+  using V = typename Vec64<T>::type;
+  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  constexpr int LT = 4 * VL;
   const int64_t CK = g.C * g.K, R = g.S * g.Lph;
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t r = 0; r < g.S; ++r) {
       T* dst = gxph + c * R + r * g.Lph;
       for (int64_t m0 = 0; m0 < g.Lph; m0 += LT) {
         const int64_t lt = std::min<int64_t>(LT, g.Lph - m0);
-        T acc[LT];
-        for (int j = 0; j < LT; ++j) acc[j] = j < lt ? dst[m0 + j] : T(0);
+        // Four vector accumulators (in registers, see Vec64); a partial last tile goes
+        // through a zero-padded copy.
+        T part[LT];
+        T* io = dst + m0;
+        if (lt < LT) {
+          for (int j = 0; j < LT; ++j) part[j] = j < lt ? io[j] : T(0);
+          io = part;
+        }
+        V a0 = load_vec(io), a1 = load_vec(io + VL), a2 = load_vec(io + 2 * VL),
+          a3 = load_vec(io + 3 * VL);
         for (int64_t ob = 0; ob < nb; ++ob)
           for (int64_t k = 0; k < g.K; ++k) {
             if (phase[k] != r) continue;  // another phase
             const T* src = gzp + ob * Lz + M + m0 - shift[k];
             const T wv = w[(o0 + ob) * CK + c * g.K + k];
-            for (int j = 0; j < LT; ++j) acc[j] += wv * src[j];
+            a0 += wv * load_vec(src);
+            a1 += wv * load_vec(src + VL);
+            a2 += wv * load_vec(src + 2 * VL);
+            a3 += wv * load_vec(src + 3 * VL);
           }
-        for (int64_t j = 0; j < lt; ++j) dst[m0 + j] = acc[j];
+        std::memcpy(io, &a0, sizeof(V));
+        std::memcpy(io + VL, &a1, sizeof(V));
+        std::memcpy(io + 2 * VL, &a2, sizeof(V));
+        std::memcpy(io + 3 * VL, &a3, sizeof(V));
+        if (lt < LT) std::copy_n(part, lt, dst + m0);
       }
     }
 }
