@@ -180,15 +180,21 @@ class StepGemm {
     if (W.is_cpu() && W.scalar_type() == at::kFloat && W.is_contiguous())
       packed_ = cpu::PackedRight::make(W.const_data_ptr<float>(), W.size(0), W.size(1), max_rows);
   }
-  void operator()(at::Tensor& C, const at::Tensor& A, bool accumulate) const {
+  // C (rows x n, leading dimension ldc) (+)= A (rows x k, lda) W, on raw pointers into the
+  // loop's buffers: no tensor is made per step on the packed path.
+  void operator()(void* C, int64_t ldc, const void* A, int64_t lda, int64_t rows,
+                  bool accumulate) const {
+    if (rows == 0) return;
     if (packed_) {
-      packed_->gemm(A.const_data_ptr<float>(), A.stride(0), A.size(0), accumulate ? 1.f : 0.f,
-                    C.mutable_data_ptr<float>(), C.stride(0));
-    } else if (accumulate) {
-      at::addmm_out(C, C, A, W_);
-    } else {
-      at::mm_out(C, A, W_);
+      packed_->gemm(static_cast<const float*>(A), lda, rows, accumulate ? 1.f : 0.f,
+                    static_cast<float*>(C), ldc);
+      return;
     }
+    const auto opts = W_.options();
+    at::Tensor Ct = at::from_blob(C, {rows, W_.size(1)}, {ldc, 1}, opts);
+    const at::Tensor At = at::from_blob(const_cast<void*>(A), {rows, W_.size(0)}, {lda, 1}, opts);
+    if (accumulate) at::addmm_out(Ct, Ct, At, W_);
+    else at::mm_out(Ct, At, W_);
   }
 
  private:
@@ -298,18 +304,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
   at::Tensor cs = at::empty({save ? d.T : 1, d.B, d.H}, X.options());
   const Lengths len(lengths, x.device());
+  void *gp = gates.data_ptr(), *hp = h.data_ptr(), *cp = c.data_ptr(), *yp = y.data_ptr(),
+       *csp = cs.data_ptr();
+  const void* bp = bias.const_data_ptr();
   for (int64_t c0 = 0; c0 < d.T; c0 += K) {
     const int64_t c1 = std::min(d.T, c0 + K);
     input_projection(gates2, save ? c0 * d.B : 0, X, WihT, c0 * d.B, (c1 - c0) * d.B);
     over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
-      at::Tensor hr = h.narrow(0, r0, n);
+      void* hr = row_ptr(hp, r0, d.H, es);
       for (int64_t t = c0; t < c1; ++t) {
-        at::Tensor gt = gates.select(0, save ? t : t - c0).narrow(0, r0, n);
-        recurrent(gt, hr, true);
-        k.lstm_fwd(dbl, {gt.data_ptr(), bias.const_data_ptr(), row_ptr(c.data_ptr(), r0, d.H, es),
-                         hr.data_ptr(), row_ptr(step_ptr(y.data_ptr(), t, d.B * d.H, es), r0, d.H, es),
-                         row_ptr(step_ptr(cs.data_ptr(), save ? t : 0, d.B * d.H, es), r0, d.H, es),
+        void* gt = row_ptr(step_ptr(gp, save ? t : t - c0, d.B * G, es), r0, G, es);
+        recurrent(gt, G, hr, d.H, n, true);
+        k.lstm_fwd(dbl, {gt, bp, row_ptr(cp, r0, d.H, es), hr,
+                         row_ptr(step_ptr(yp, t, d.B * d.H, es), r0, d.H, es),
+                         row_ptr(step_ptr(csp, save ? t : 0, d.B * d.H, es), r0, d.H, es),
                          len_rows(len.ptr, r0), t, n, d.H});
       }
     });
@@ -353,22 +362,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor Y2 = as_compute(y, ct).view({d.T * d.B, d.H});
   const Lengths len(lengths, x.device());
   const int64_t BH = d.B * d.H;
+  const void *gp = gates.const_data_ptr(), *csp = cs.const_data_ptr(), *c0p = C0.const_data_ptr(),
+             *gyp = gy.defined() ? gy.const_data_ptr() : nullptr;
+  void *dhp = dh.data_ptr(), *dcp = dc.data_ptr(), *dGp = dG.data_ptr();
   for (int64_t c0 = d.T > 0 ? (d.T - 1) / K * K : -1; c0 >= 0; c0 -= K) {
     const int64_t c1 = std::min(d.T, c0 + K);
     over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
-      at::Tensor dhr = dh.narrow(0, r0, n);
+      void* dhr = row_ptr(dhp, r0, d.H, es);
       for (int64_t t = c1 - 1; t >= c0; --t) {
-        at::Tensor dgt = dG.select(0, t - c0).narrow(0, r0, n);
-        const void* cp = t > 0 ? step_ptr(cs.const_data_ptr(), t - 1, BH, es) : C0.const_data_ptr();
-        k.lstm_bwd(dbl, {row_ptr(step_ptr(gates.const_data_ptr(), t, d.B * G, es), r0, G, es),
-                         row_ptr(step_ptr(cs.const_data_ptr(), t, BH, es), r0, d.H, es),
-                         row_ptr(cp, r0, d.H, es),
-                         gy.defined() ? row_ptr(step_ptr(gy.const_data_ptr(), t, BH, es), r0, d.H, es)
-                                      : nullptr,
-                         dhr.data_ptr(), row_ptr(dc.data_ptr(), r0, d.H, es), dgt.data_ptr(),
-                         len_rows(len.ptr, r0), t, n, d.H});
-        recurrent(dhr, dgt, true);
+        void* dgt = row_ptr(step_ptr(dGp, t - c0, d.B * G, es), r0, G, es);
+        const void* cprev = t > 0 ? step_ptr(csp, t - 1, BH, es) : c0p;
+        k.lstm_bwd(dbl, {row_ptr(step_ptr(gp, t, d.B * G, es), r0, G, es),
+                         row_ptr(step_ptr(csp, t, BH, es), r0, d.H, es), row_ptr(cprev, r0, d.H, es),
+                         gyp ? row_ptr(step_ptr(gyp, t, BH, es), r0, d.H, es) : nullptr, dhr,
+                         row_ptr(dcp, r0, d.H, es), dgt, len_rows(len.ptr, r0), t, n, d.H});
+        recurrent(dhr, d.H, dgt, G, n, true);
       }
     });
     const at::Tensor g2 = dG.narrow(0, 0, c1 - c0).view({-1, G});
@@ -407,19 +416,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
   at::Tensor saved = at::empty({save ? d.T : 1, d.B, 4 * d.H}, X.options());
   const Lengths len(lengths, x.device());
+  void *xgp = xg.data_ptr(), *hgp = hg.data_ptr(), *hp = h.data_ptr(), *yp = y.data_ptr(),
+       *sp = saved.data_ptr();
+  const void *bip = Bih.const_data_ptr(), *bhp = Bhh.const_data_ptr();
   for (int64_t c0 = 0; c0 < d.T; c0 += K) {
     const int64_t c1 = std::min(d.T, c0 + K);
     input_projection(xg, save ? c0 * d.B : 0, X, WihT, c0 * d.B, (c1 - c0) * d.B);
     over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
-      at::Tensor hr = h.narrow(0, r0, n), hgr = hg.narrow(0, r0, n);
+      void *hr = row_ptr(hp, r0, d.H, es), *hgr = row_ptr(hgp, r0, G, es);
       for (int64_t t = c0; t < c1; ++t) {
-        recurrent(hgr, hr, false);
-        k.gru_fwd(dbl, {row_ptr(step_ptr(xg.const_data_ptr(), save ? t : t - c0, d.B * G, es), r0, G, es),
-                        hgr.const_data_ptr(), Bih.const_data_ptr(), Bhh.const_data_ptr(),
-                        hr.data_ptr(), row_ptr(step_ptr(y.data_ptr(), t, d.B * d.H, es), r0, d.H, es),
-                        row_ptr(step_ptr(saved.data_ptr(), save ? t : 0, d.B * 4 * d.H, es), r0,
-                                4 * d.H, es),
+        recurrent(hgr, G, hr, d.H, n, false);
+        k.gru_fwd(dbl, {row_ptr(step_ptr(xgp, save ? t : t - c0, d.B * G, es), r0, G, es), hgr,
+                        bip, bhp, hr, row_ptr(step_ptr(yp, t, d.B * d.H, es), r0, d.H, es),
+                        row_ptr(step_ptr(sp, save ? t : 0, d.B * 4 * d.H, es), r0, 4 * d.H, es),
                         len_rows(len.ptr, r0), t, n, d.H});
       }
     });
@@ -461,23 +471,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor Y2 = Y.view({d.T * d.B, d.H});
   const Lengths len(lengths, x.device());
   const int64_t BH = d.B * d.H;
+  const void *sp = saved.const_data_ptr(), *Yp = Y.const_data_ptr(), *h0p = H0.const_data_ptr(),
+             *gyp = gy.defined() ? gy.const_data_ptr() : nullptr;
+  void *dhp = dh.data_ptr(), *dXgp = dXg.data_ptr(), *dHgp = dHg.data_ptr();
   for (int64_t c0 = d.T > 0 ? (d.T - 1) / K * K : -1; c0 >= 0; c0 -= K) {
     const int64_t c1 = std::min(d.T, c0 + K);
     over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0;
-      at::Tensor dhr = dh.narrow(0, r0, n);
+      void* dhr = row_ptr(dhp, r0, d.H, es);
       for (int64_t t = c1 - 1; t >= c0; --t) {
-        at::Tensor dxgt = dXg.select(0, t - c0).narrow(0, r0, n);
-        at::Tensor dhgt = dHg.select(0, t - c0).narrow(0, r0, n);
-        const void* hp = t > 0 ? step_ptr(Y.const_data_ptr(), t - 1, BH, es) : H0.const_data_ptr();
-        k.gru_bwd(dbl, {row_ptr(step_ptr(saved.const_data_ptr(), t, d.B * 4 * d.H, es), r0,
-                                4 * d.H, es),
-                        row_ptr(hp, r0, d.H, es),
-                        gy.defined() ? row_ptr(step_ptr(gy.const_data_ptr(), t, BH, es), r0, d.H, es)
-                                     : nullptr,
-                        dhr.data_ptr(), dxgt.data_ptr(), dhgt.data_ptr(), len_rows(len.ptr, r0), t,
-                        n, d.H});
-        recurrent(dhr, dhgt, true);
+        void* dxgt = row_ptr(step_ptr(dXgp, t - c0, d.B * G, es), r0, G, es);
+        void* dhgt = row_ptr(step_ptr(dHgp, t - c0, d.B * G, es), r0, G, es);
+        const void* hprev = t > 0 ? step_ptr(Yp, t - 1, BH, es) : h0p;
+        k.gru_bwd(dbl, {row_ptr(step_ptr(sp, t, d.B * 4 * d.H, es), r0, 4 * d.H, es),
+                        row_ptr(hprev, r0, d.H, es),
+                        gyp ? row_ptr(step_ptr(gyp, t, BH, es), r0, d.H, es) : nullptr, dhr, dxgt,
+                        dhgt, len_rows(len.ptr, r0), t, n, d.H});
+        recurrent(dhr, d.H, dhgt, G, n, true);
       }
     });
     const at::Tensor gx2 = dXg.narrow(0, 0, c1 - c0).view({-1, G});
