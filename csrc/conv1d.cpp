@@ -48,11 +48,15 @@ bool grad_from_output(Act a, at::ScalarType dt) {
 // exactly there (C_in = 1: 7 ms against our < 1 ms). LIGHTDL_CONV1D_PATH=direct|vendor
 // overrides the rule (benchmarks, tests).
 constexpr int64_t kDirectMaxReduction = 32;  // C_in * K
-// ... and only for series of at least this many samples: at L = 60 (a 60-beat RR window, the
-// af_cnn layer) oneDNN's call is short enough that our direct backward loses (1.25 vs 1.12 ms
-// at C_in = 1, 3.1 vs 1.8 ms at C_in = 4, forward+backward, N = 64, C_out = 32, K = 7), while
-// from L = 128 on the direct path wins 2-3x at C_in = 1 (measured, 2-core Xeon).
+// ... and, for series shorter than this many samples, only for a reduction of at most
+// kDirectMaxReductionShort (one input channel): at L = 60 (a 60-beat RR window, the af_cnn
+// input) the direct path wins at C_in = 1 (1.7 vs 1.9 ms forward+backward at 1 thread, 1.3
+// vs 1.7 ms at 2; with grad_input 2.1 vs 3.0 and 1.1 vs 1.8 ms) but loses at C_in = 4 (4.3
+// vs 2.9 ms with grad_input; N = 64, C_out = 32, K = 7), and C_in = 2 is a tie. From L = 128
+// on it wins 2-3x at C_in = 1 and up to C_in * K = 28 (measured, 2-core Xeon, after the
+// register-tile rework of csrc/cpu/conv1d_kernels.h).
 constexpr int64_t kDirectMinLength = 128;
+constexpr int64_t kDirectMaxReductionShort = 8;
 
 enum class Path { Direct, Vendor };
 
@@ -62,9 +66,10 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups) {
     if (std::strcmp(env, "direct") == 0) return Path::Direct;
     if (std::strcmp(env, "vendor") == 0) return Path::Vendor;
   }
-  return w.size(1) * w.size(2) <= kDirectMaxReduction && x.size(-1) >= kDirectMinLength
-             ? Path::Direct
-             : Path::Vendor;
+  const int64_t reduction = w.size(1) * w.size(2);
+  const int64_t limit = x.size(-1) >= kDirectMinLength ? kDirectMaxReduction
+                                                        : kDirectMaxReductionShort;
+  return reduction <= limit ? Path::Direct : Path::Vendor;
 }
 
 // Whether some kernel tap k reads only padding at every output position l, i.e. no l in

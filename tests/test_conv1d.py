@@ -277,7 +277,9 @@ def test_dispatch_rule():
     assert uses_direct_path(1, 7, 1)  # the one-channel signal case
     assert not uses_direct_path(64, 3, 1)  # oneDNN's direct convolution is at its GEMM rate
     assert not uses_direct_path(1, 7, 2)  # groups > 1: vendor only
-    assert uses_direct_path(1, 7, 1, 1000) and not uses_direct_path(1, 7, 1, 60)  # short series
+    # Short series: one channel only.
+    assert uses_direct_path(1, 7, 1, 1000) and uses_direct_path(1, 7, 1, 60)
+    assert uses_direct_path(4, 7, 1, 1000) and not uses_direct_path(4, 7, 1, 60)
 
 
 @pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)

@@ -68,13 +68,22 @@ void with_type(at::ScalarType ct, F&& f) {
 }
 
 // (N, C, L) -> the phased layout (N, C, S * Lph): zero-padded by P on the left and up to
-// S * Lph on the right, then each row split into its S phases.
+// S * Lph on the right, then each row split into its S phases; returned as a flat buffer
+// with kSlack zeros after the last row, because the kernels compute partial tiles at the end
+// of a row as full ones (vector loads that may run up to one tile past it; those lanes are
+// discarded).
+constexpr int64_t kSlack = 64;
+
 at::Tensor phased(const at::Tensor& x, const Conv1dGeom& g, at::ScalarType ct) {
   const at::Tensor xc = to_compute(x, ct);
-  const int64_t right = g.S * g.Lph - g.L - g.P;
+  const int64_t right = g.S * g.Lph - g.L - g.P, R = g.S * g.Lph, n = g.N * g.C * R;
+  at::Tensor buf = at::empty({n + kSlack}, xc.options());
+  buf.narrow(0, n, kSlack).zero_();
+  at::Tensor rows = buf.narrow(0, 0, n).view({g.N, g.C, R});
   at::Tensor xp = (g.P == 0 && right == 0) ? xc : at::constant_pad_nd(xc, {g.P, right}, 0);
-  if (g.S == 1) return xp.contiguous();
-  return xp.view({g.N, g.C, g.Lph, g.S}).transpose(2, 3).contiguous().view({g.N, g.C, g.S * g.Lph});
+  if (g.S == 1) rows.copy_(xp);
+  else rows.view({g.N, g.C, g.S, g.Lph}).copy_(xp.view({g.N, g.C, g.Lph, g.S}).transpose(2, 3));
+  return buf;
 }
 
 Conv1dGeom geom_of(const at::Tensor& x, const at::Tensor& w, Conv1dArgs a) {

@@ -103,10 +103,12 @@ inline void tile_full_vec(const T* __restrict xph, const T* __restrict w, const 
   }
 }
 
+// A tile of kOB channels, computed in full and stored for its first lt <= kLT positions (the
+// input buffer has the slack that the loads past a row's end need, see phased()).
 template <Act A, typename T>
 inline void fwd_full_tile(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
                           T* __restrict out, const Conv1dGeom& g, const int64_t* taps, int64_t o,
-                          int64_t l0, T alpha) {
+                          int64_t l0, int64_t lt, T alpha) {
   constexpr int VL = 64 / static_cast<int>(sizeof(T));
   typename Vec64<T>::type acc[kOB][2];
   tile_full_vec<T>(xph, w, g, taps, o, l0, acc);
@@ -118,7 +120,11 @@ inline void fwd_full_tile(const T* __restrict xph, const T* __restrict w, const 
     T row[2 * VL];
     std::memcpy(row, &acc[ob][0], sizeof(acc[ob][0]));
     std::memcpy(row + VL, &acc[ob][1], sizeof(acc[ob][1]));
-    for (int j = 0; j < 2 * VL; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
+    if (lt == 2 * VL) {
+      for (int j = 0; j < 2 * VL; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
+    } else {
+      for (int64_t j = 0; j < lt; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
+    }
   }
 }
 
@@ -131,8 +137,8 @@ void fwd(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
     const int64_t nb = std::min<int64_t>(kOB, o1 - o);
     for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
       const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
-      if (nb == kOB && lt == LT) {
-        fwd_full_tile<A, T>(xph, w, b, out, g, taps.data(), o, l0, alpha);
+      if (nb == kOB) {
+        fwd_full_tile<A, T>(xph, w, b, out, g, taps.data(), o, l0, lt, alpha);
         continue;
       }
       T acc[kOB][LT];
@@ -150,16 +156,24 @@ void fwd(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
   }
 }
 
-// conv_rows' full tile (see tile_full_vec).
+// conv_rows' tile of kOB channels, stored for its first lt positions (see fwd_full_tile).
 template <typename T>
 inline void rows_full_tile(const T* __restrict xn, const T* __restrict w, const Conv1dGeom& g,
-                           const int64_t* taps, int64_t o, int64_t l0, T* __restrict z) {
+                           const int64_t* taps, int64_t o, int64_t l0, int64_t lt,
+                           T* __restrict z) {
   constexpr int VL = 64 / static_cast<int>(sizeof(T));
   typename Vec64<T>::type acc[kOB][2];
   tile_full_vec<T>(xn, w, g, taps, o, l0, acc);
   for (int ob = 0; ob < kOB; ++ob) {
-    std::memcpy(z + ob * g.Lo + l0, &acc[ob][0], sizeof(acc[ob][0]));
-    std::memcpy(z + ob * g.Lo + l0 + VL, &acc[ob][1], sizeof(acc[ob][1]));
+    if (lt == 2 * VL) {
+      std::memcpy(z + ob * g.Lo + l0, &acc[ob][0], sizeof(acc[ob][0]));
+      std::memcpy(z + ob * g.Lo + l0 + VL, &acc[ob][1], sizeof(acc[ob][1]));
+    } else {
+      T row[2 * VL];
+      std::memcpy(row, &acc[ob][0], sizeof(acc[ob][0]));
+      std::memcpy(row + VL, &acc[ob][1], sizeof(acc[ob][1]));
+      std::copy_n(row, lt, z + ob * g.Lo + l0);
+    }
   }
 }
 
@@ -171,8 +185,8 @@ inline void conv_rows(const T* __restrict xn, const T* __restrict w, const Conv1
   constexpr int LT = kLT<T>;
   for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
     const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
-    if (nb == kOB && lt == LT) {
-      rows_full_tile<T>(xn, w, g, taps, o, l0, z);
+    if (nb == kOB) {
+      rows_full_tile<T>(xn, w, g, taps, o, l0, lt, z);
       continue;
     }
     T acc[kOB][LT];
@@ -213,6 +227,10 @@ inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
   for (; l + 2 * VL <= n; l += 2 * VL) {
     s0 += load_vec(a + l) * load_vec(b + l);
     s1 += load_vec(a + l + VL) * load_vec(b + l + VL);
+  }
+  if (l + VL <= n) {
+    s0 += load_vec(a + l) * load_vec(b + l);
+    l += VL;
   }
   T total = T(0);
   for (; l < n; ++l) total += a[l] * b[l];
@@ -257,6 +275,10 @@ inline T row_sum(const T* __restrict a, int64_t n) {
   for (; l + 2 * VL <= n; l += 2 * VL) {
     s0 += load_vec(a + l);
     s1 += load_vec(a + l + VL);
+  }
+  if (l + VL <= n) {
+    s0 += load_vec(a + l);
+    l += VL;
   }
   T total = T(0);
   for (; l < n; ++l) total += a[l];

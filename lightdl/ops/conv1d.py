@@ -146,7 +146,8 @@ def fused_conv1d(
 # The path rule of csrc/conv1d.cpp (choose_path), mirrored for the fake kernel: the direct path
 # saves no pre-activation (its backward recomputes it), so the op's second output is empty.
 DIRECT_MAX_REDUCTION = 32  # C_in * K
-DIRECT_MIN_LENGTH = 128  # input samples per series
+DIRECT_MIN_LENGTH = 128  # input samples per series; shorter ones:
+DIRECT_MAX_REDUCTION_SHORT = 8
 
 
 def uses_direct_path(c_in: int, kernel_size: int, groups: int, length: int | None = None) -> bool:
@@ -158,7 +159,8 @@ def uses_direct_path(c_in: int, kernel_size: int, groups: int, length: int | Non
     if forced in ("direct", "vendor"):
         return forced == "direct"
     long_enough = length is None or length >= DIRECT_MIN_LENGTH
-    return c_in * kernel_size <= DIRECT_MAX_REDUCTION and long_enough
+    limit = DIRECT_MAX_REDUCTION if long_enough else DIRECT_MAX_REDUCTION_SHORT
+    return c_in * kernel_size <= limit
 
 
 def _register() -> None:
