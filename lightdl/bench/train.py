@@ -118,7 +118,13 @@ def summarise(config: str, runs: dict[str, list[dict]], warmup_steps: int,
         if rs[0]["peak_cuda_mib"] is not None:
             rows[v]["peak_cuda_mib"] = round(max(run["peak_cuda_mib"] for run in rs), 1)
     fl, ul = runs["fused"][0]["losses"], runs["unfused"][0]["losses"]
-    diffs = [abs(a - b) / max(abs(b), 1e-6) for a, b in zip(fl, ul, strict=False)]
+    # Each difference relative to the loss, but never to less than the curve's median loss:
+    # float32 sums taken in another order (our kernels against oneDNN's) drift apart slowly
+    # and chaotically over the steps (af_cnn: equal to step 10, 3e-6 at 15, up to 7e-4
+    # absolute by step 80), and a loss near zero late in training would turn that into a
+    # large relative difference.
+    scale = statistics.median(abs(b) for b in ul) if ul else 1.0
+    diffs = [abs(a - b) / max(abs(b), scale, 1e-6) for a, b in zip(fl, ul, strict=False)]
     max_rel = max(diffs) if diffs else float("nan")
     return {
         "config": config, "model": runs["fused"][0]["model"], "steps": len(fl),
@@ -126,8 +132,8 @@ def summarise(config: str, runs: dict[str, list[dict]], warmup_steps: int,
         "variants": rows,
         "speedup": round(rows["fused"]["samples_per_s"] / rows["unfused"]["samples_per_s"], 3),
         "loss_curve_max_rel_diff": max_rel,
-        # float32 sums in another order drift apart slowly over the steps; 1% over the whole
-        # curve is equality for training, anything else is a bug.
+        # 1% of the loss scale over the whole curve is equality for training; a wrong kernel
+        # shows from the first steps on.
         "loss_agree": bool(max_rel < 1e-2),
     }
 
