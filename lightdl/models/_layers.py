@@ -47,9 +47,9 @@ def activation(act: str, fused: bool, alpha: float = 0.01) -> nn.Module:
 
     Where an activation cannot be fused into the layer before it (it follows a norm layer, a
     pooling or a torch.nn layer), both variants use PyTorch's: on its own our activation op is
-    one elementwise pass like torch's, measured at 0.8x of torch.relu's bandwidth and with
-    ~0.2 ms more per call forward+backward for its Python-registered autograd (af_cnn's three
-    conv-BN-act blocks: 0.75 ms of a 20 ms step). `fused` is kept for the callers' symmetry.
+    one elementwise pass like torch's, measured at 0.8x of torch.relu's bandwidth, and its
+    Python-registered autograd costs more per call (profiler, af_cnn: ~0.3 ms more per
+    conv-BN-act block and step, forward+backward). `fused` is kept for the callers' symmetry.
     """
     check_act(act, "activation")
     if act == "identity":
