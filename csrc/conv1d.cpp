@@ -46,14 +46,19 @@ bool grad_from_output(Act a, at::ScalarType dt) {
 // kernels win where the reduction per output, C_in * K, is short: oneDNN's direct convolution
 // reaches its GEMM rate only for C_in >= 16 or so, and its backward-data pass is slowest
 // exactly there (C_in = 1: 7 ms against our < 1 ms). LIGHTDL_CONV1D_PATH=direct|vendor
-// overrides the rule (benchmarks, tests).
-constexpr int64_t kDirectMaxReduction = 32;  // C_in * K
+// overrides the rule (benchmarks, tests). The limits were measured on CPU; the CUDA direct
+// kernel has not been timed against cuDNN yet (no GPU so far).
+// The limit was raised from 32 to 42 after the register-tile rework: forward+backward, direct / vendor time
+// at C_in * K = 40-42 (N = 64, L = 500-1000, C_out = 32): 0.82-0.88 on 1 and 2 threads (one
+// exception, C_out = 64 on 2 threads: 1.08); at 48 (C_in = 16, K = 3) 1.16-1.29, at 56
+// (C_in = 8, K = 7) 0.88-1.03, at 80 1.5 (measured, 2-core Xeon).
+constexpr int64_t kDirectMaxReduction = 42;  // C_in * K
 // ... and, for series shorter than this many samples, only for a reduction of at most
 // kDirectMaxReductionShort (one input channel): at L = 60 (a 60-beat RR window, the af_cnn
 // input) the direct path wins at C_in = 1 (1.7 vs 1.9 ms forward+backward at 1 thread, 1.3
 // vs 1.7 ms at 2; with grad_input 2.1 vs 3.0 and 1.1 vs 1.8 ms) but loses at C_in = 4 (4.3
 // vs 2.9 ms with grad_input; N = 64, C_out = 32, K = 7), and C_in = 2 is a tie. From L = 128
-// on it wins 2-3x at C_in = 1 and up to C_in * K = 28 (measured, 2-core Xeon, after the
+// on it wins 2-3x at C_in = 1 and 1.6x at C_in * K = 28 (measured, 2-core Xeon, after the
 // register-tile rework of csrc/cpu/conv1d_kernels.h).
 constexpr int64_t kDirectMinLength = 128;
 constexpr int64_t kDirectMaxReductionShort = 8;

@@ -276,6 +276,7 @@ def test_deterministic_across_thread_counts(path):
 def test_dispatch_rule():
     assert uses_direct_path(1, 7, 1)  # the one-channel signal case
     assert not uses_direct_path(64, 3, 1)  # oneDNN's direct convolution is at its GEMM rate
+    assert uses_direct_path(8, 5, 1) and not uses_direct_path(16, 3, 1)  # the limit, C_in*K 42
     assert not uses_direct_path(1, 7, 2)  # groups > 1: vendor only
     # Short series: one channel only.
     assert uses_direct_path(1, 7, 1, 1000) and uses_direct_path(1, 7, 1, 60)

@@ -145,7 +145,7 @@ def fused_conv1d(
 
 # The path rule of csrc/conv1d.cpp (choose_path), mirrored for the fake kernel: the direct path
 # saves no pre-activation (its backward recomputes it), so the op's second output is empty.
-DIRECT_MAX_REDUCTION = 32  # C_in * K
+DIRECT_MAX_REDUCTION = 42  # C_in * K
 DIRECT_MIN_LENGTH = 128  # input samples per series; shorter ones:
 DIRECT_MAX_REDUCTION_SHORT = 8
 
