@@ -212,11 +212,10 @@ P* row_ptr(P* base, int64_t r, int64_t cols, int64_t es) {
 
 const int64_t* len_rows(const int64_t* len, int64_t r0) { return len ? len + r0 : nullptr; }
 
-// Row t of a (T, rows, cols) contiguous buffer.
+// Rows [r0, ...) of step t of a (T, B, cols) contiguous buffer (null stays null).
 template <typename P>
-P* step_ptr(P* base, int64_t t, int64_t stride, int64_t esize) {
-  using C = std::conditional_t<std::is_const_v<P>, const char, char>;
-  return reinterpret_cast<P*>(reinterpret_cast<C*>(base) + t * stride * esize);
+P* rows_at(P* base, int64_t t, int64_t r0, int64_t B, int64_t cols, int64_t es) {
+  return row_ptr(base, t * B + r0, cols, es);
 }
 
 // The weight gradients are accumulated chunk by chunk of K steps, right after the reverse
@@ -314,11 +313,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
       const int64_t n = r1 - r0;
       void* hr = row_ptr(hp, r0, d.H, es);
       for (int64_t t = c0; t < c1; ++t) {
-        void* gt = row_ptr(step_ptr(gp, save ? t : t - c0, d.B * G, es), r0, G, es);
+        void* gt = rows_at(gp, save ? t : t - c0, r0, d.B, G, es);
         recurrent(gt, G, hr, d.H, n, true);
         k.lstm_fwd(dbl, {gt, bp, row_ptr(cp, r0, d.H, es), hr,
-                         row_ptr(step_ptr(yp, t, d.B * d.H, es), r0, d.H, es),
-                         row_ptr(step_ptr(csp, save ? t : 0, d.B * d.H, es), r0, d.H, es),
+                         rows_at(yp, t, r0, d.B, d.H, es),
+                         rows_at(csp, save ? t : 0, r0, d.B, d.H, es),
                          len_rows(len.ptr, r0), t, n, d.H});
       }
     });
@@ -361,7 +360,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor ones = at::ones({K * d.B}, X.options());
   const at::Tensor Y2 = as_compute(y, ct).view({d.T * d.B, d.H});
   const Lengths len(lengths, x.device());
-  const int64_t BH = d.B * d.H;
   const void *gp = gates.const_data_ptr(), *csp = cs.const_data_ptr(), *c0p = C0.const_data_ptr(),
              *gyp = gy.defined() ? gy.const_data_ptr() : nullptr;
   void *dhp = dh.data_ptr(), *dcp = dc.data_ptr(), *dGp = dG.data_ptr();
@@ -371,11 +369,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       const int64_t n = r1 - r0;
       void* dhr = row_ptr(dhp, r0, d.H, es);
       for (int64_t t = c1 - 1; t >= c0; --t) {
-        void* dgt = row_ptr(step_ptr(dGp, t - c0, d.B * G, es), r0, G, es);
-        const void* cprev = t > 0 ? step_ptr(csp, t - 1, BH, es) : c0p;
-        k.lstm_bwd(dbl, {row_ptr(step_ptr(gp, t, d.B * G, es), r0, G, es),
-                         row_ptr(step_ptr(csp, t, BH, es), r0, d.H, es), row_ptr(cprev, r0, d.H, es),
-                         gyp ? row_ptr(step_ptr(gyp, t, BH, es), r0, d.H, es) : nullptr, dhr,
+        void* dgt = rows_at(dGp, t - c0, r0, d.B, G, es);
+        const void* cprev =
+            t > 0 ? rows_at(csp, t - 1, r0, d.B, d.H, es) : row_ptr(c0p, r0, d.H, es);
+        k.lstm_bwd(dbl, {rows_at(gp, t, r0, d.B, G, es),
+                         rows_at(csp, t, r0, d.B, d.H, es), cprev,
+                         rows_at(gyp, t, r0, d.B, d.H, es), dhr,
                          row_ptr(dcp, r0, d.H, es), dgt, len_rows(len.ptr, r0), t, n, d.H});
         recurrent(dhr, d.H, dgt, G, n, true);
       }
@@ -427,9 +426,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
       void *hr = row_ptr(hp, r0, d.H, es), *hgr = row_ptr(hgp, r0, G, es);
       for (int64_t t = c0; t < c1; ++t) {
         recurrent(hgr, G, hr, d.H, n, false);
-        k.gru_fwd(dbl, {row_ptr(step_ptr(xgp, save ? t : t - c0, d.B * G, es), r0, G, es), hgr,
-                        bip, bhp, hr, row_ptr(step_ptr(yp, t, d.B * d.H, es), r0, d.H, es),
-                        row_ptr(step_ptr(sp, save ? t : 0, d.B * 4 * d.H, es), r0, 4 * d.H, es),
+        k.gru_fwd(dbl, {rows_at(xgp, save ? t : t - c0, r0, d.B, G, es), hgr,
+                        bip, bhp, hr, rows_at(yp, t, r0, d.B, d.H, es),
+                        rows_at(sp, save ? t : 0, r0, d.B, 4 * d.H, es),
                         len_rows(len.ptr, r0), t, n, d.H});
       }
     });
@@ -470,7 +469,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor ones = at::ones({K * d.B}, X.options());
   const at::Tensor Y2 = Y.view({d.T * d.B, d.H});
   const Lengths len(lengths, x.device());
-  const int64_t BH = d.B * d.H;
   const void *sp = saved.const_data_ptr(), *Yp = Y.const_data_ptr(), *h0p = H0.const_data_ptr(),
              *gyp = gy.defined() ? gy.const_data_ptr() : nullptr;
   void *dhp = dh.data_ptr(), *dXgp = dXg.data_ptr(), *dHgp = dHg.data_ptr();
@@ -480,12 +478,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       const int64_t n = r1 - r0;
       void* dhr = row_ptr(dhp, r0, d.H, es);
       for (int64_t t = c1 - 1; t >= c0; --t) {
-        void* dxgt = row_ptr(step_ptr(dXgp, t - c0, d.B * G, es), r0, G, es);
-        void* dhgt = row_ptr(step_ptr(dHgp, t - c0, d.B * G, es), r0, G, es);
-        const void* hprev = t > 0 ? step_ptr(Yp, t - 1, BH, es) : h0p;
-        k.gru_bwd(dbl, {row_ptr(step_ptr(sp, t, d.B * 4 * d.H, es), r0, 4 * d.H, es),
-                        row_ptr(hprev, r0, d.H, es),
-                        gyp ? row_ptr(step_ptr(gyp, t, BH, es), r0, d.H, es) : nullptr, dhr, dxgt,
+        void* dxgt = rows_at(dXgp, t - c0, r0, d.B, G, es);
+        void* dhgt = rows_at(dHgp, t - c0, r0, d.B, G, es);
+        const void* hprev =
+            t > 0 ? rows_at(Yp, t - 1, r0, d.B, d.H, es) : row_ptr(h0p, r0, d.H, es);
+        k.gru_bwd(dbl, {rows_at(sp, t, r0, d.B, 4 * d.H, es),
+                        hprev,
+                        rows_at(gyp, t, r0, d.B, d.H, es), dhr, dxgt,
                         dhgt, len_rows(len.ptr, r0), t, n, d.H});
         recurrent(dhr, d.H, dhgt, G, n, true);
       }

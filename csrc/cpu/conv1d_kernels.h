@@ -63,12 +63,10 @@ inline void fwd_tile_part(const T* __restrict xph, const T* __restrict w, const 
     }
 }
 
-// A full tile in GCC vector types (64-byte vectors: one AVX-512 register, two AVX2 ones, four
-// SSE ones): kOB x kLT accumulators as kOB x 2 vector variables, which the compiler keeps in
-// registers. (With a plain array shared with the partial-tile path they lived on the stack,
-// and zeroing them per tile took a fifth of the forward's time.) Same sums in the same (c, k)
-// order as tile_full, so the forward and the backward's recomputation agree bit for bit: both
-// use this function for full tiles.
+// Full tiles and the reductions below use GCC vector types (64-byte vectors: one AVX-512
+// register, two AVX2 ones, four SSE ones) as accumulators, which the compiler keeps in
+// registers. (As plain arrays they lived on the stack, and zeroing them per tile took a fifth
+// of the forward's time; the reductions ran 4-7x slower.)
 // (GCC notes that passing 64-byte vectors by value changes the ABI without AVX-512; these
 // functions have internal linkage and are inlined, so no ABI is involved.)
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -76,14 +74,25 @@ template <typename T>
 struct Vec64 {
   typedef T type __attribute__((vector_size(64)));
 };
+template <typename T>
+constexpr int kVL = 64 / static_cast<int>(sizeof(T));  // lanes per vector
 
+template <typename T>
+inline typename Vec64<T>::type load_vec(const T* p) {  // unaligned
+  typename Vec64<T>::type v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// A full tile: kOB x kLT accumulators as kOB x 2 vectors. Same sums in the same (c, k) order
+// as fwd_tile_part; the forward and the backward's recomputation both use this function for
+// tiles of kOB channels, so their pre-activations agree bit for bit.
 template <typename T>
 inline void tile_full_vec(const T* __restrict xph, const T* __restrict w, const Conv1dGeom& g,
                           const int64_t* taps, int64_t o, int64_t l0,
                           typename Vec64<T>::type (&acc)[kOB][2]) {
   using V = typename Vec64<T>::type;
-  constexpr int VL = 64 / static_cast<int>(sizeof(T));
-  static_assert(2 * VL == kLT<T>, "a tile row is two 64-byte vectors");
+  static_assert(2 * kVL<T> == kLT<T>, "a tile row is two 64-byte vectors");
   const int64_t CK = g.C * g.K, R = g.S * g.Lph;
   for (int ob = 0; ob < kOB; ++ob) acc[ob][0] = acc[ob][1] = V{};
   for (int64_t c = 0; c < g.C; ++c) {
@@ -91,9 +100,7 @@ inline void tile_full_vec(const T* __restrict xph, const T* __restrict w, const 
     const T* wc = w + o * CK + c * g.K;
     for (int64_t k = 0; k < g.K; ++k) {
       const T* xr = xc + taps[k];
-      V x0, x1;
-      std::memcpy(&x0, xr, sizeof(V));  // unaligned vector loads
-      std::memcpy(&x1, xr + VL, sizeof(V));
+      const V x0 = load_vec(xr), x1 = load_vec(xr + kVL<T>);
       for (int ob = 0; ob < kOB; ++ob) {
         const T wv = wc[ob * CK + k];
         acc[ob][0] += wv * x0;
@@ -103,25 +110,29 @@ inline void tile_full_vec(const T* __restrict xph, const T* __restrict w, const 
   }
 }
 
+// Row ob of a full tile as a plain array, which the epilogue loops vectorise over (element
+// access of the vector variables would run them one lane at a time).
+template <typename T>
+inline void tile_row(const typename Vec64<T>::type (&acc)[2], T (&row)[kLT<T>]) {
+  std::memcpy(row, &acc[0], sizeof(acc[0]));
+  std::memcpy(row + kVL<T>, &acc[1], sizeof(acc[1]));
+}
+
 // A tile of kOB channels, computed in full and stored for its first lt <= kLT positions (the
 // input buffer has the slack that the loads past a row's end need, see phased()).
 template <Act A, typename T>
 inline void fwd_full_tile(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
                           T* __restrict out, const Conv1dGeom& g, const int64_t* taps, int64_t o,
                           int64_t l0, int64_t lt, T alpha) {
-  constexpr int VL = 64 / static_cast<int>(sizeof(T));
   typename Vec64<T>::type acc[kOB][2];
   tile_full_vec<T>(xph, w, g, taps, o, l0, acc);
   for (int ob = 0; ob < kOB; ++ob) {
     const T bb = b != nullptr ? b[o + ob] : T(0);
     T* orow = out + (o + ob) * g.Lo + l0;
-    // Through a plain array: the epilogue loop vectorises over it (element access of the
-    // vector variables would run it one lane at a time).
-    T row[2 * VL];
-    std::memcpy(row, &acc[ob][0], sizeof(acc[ob][0]));
-    std::memcpy(row + VL, &acc[ob][1], sizeof(acc[ob][1]));
-    if (lt == 2 * VL) {
-      for (int j = 0; j < 2 * VL; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
+    T row[kLT<T>];
+    tile_row<T>(acc[ob], row);
+    if (lt == kLT<T>) {
+      for (int j = 0; j < kLT<T>; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
     } else {
       for (int64_t j = 0; j < lt; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
     }
@@ -161,18 +172,17 @@ template <typename T>
 inline void rows_full_tile(const T* __restrict xn, const T* __restrict w, const Conv1dGeom& g,
                            const int64_t* taps, int64_t o, int64_t l0, int64_t lt,
                            T* __restrict z) {
-  constexpr int VL = 64 / static_cast<int>(sizeof(T));
   typename Vec64<T>::type acc[kOB][2];
   tile_full_vec<T>(xn, w, g, taps, o, l0, acc);
   for (int ob = 0; ob < kOB; ++ob) {
-    if (lt == 2 * VL) {
-      std::memcpy(z + ob * g.Lo + l0, &acc[ob][0], sizeof(acc[ob][0]));
-      std::memcpy(z + ob * g.Lo + l0 + VL, &acc[ob][1], sizeof(acc[ob][1]));
+    T* zr = z + ob * g.Lo + l0;
+    if (lt == kLT<T>) {  // straight from the vectors
+      std::memcpy(zr, &acc[ob][0], sizeof(acc[ob][0]));
+      std::memcpy(zr + kVL<T>, &acc[ob][1], sizeof(acc[ob][1]));
     } else {
-      T row[2 * VL];
-      std::memcpy(row, &acc[ob][0], sizeof(acc[ob][0]));
-      std::memcpy(row + VL, &acc[ob][1], sizeof(acc[ob][1]));
-      std::copy_n(row, lt, z + ob * g.Lo + l0);
+      T row[kLT<T>];
+      tile_row<T>(acc[ob], row);
+      std::copy_n(row, lt, zr);
     }
   }
 }
@@ -198,21 +208,12 @@ inline void conv_rows(const T* __restrict xn, const T* __restrict w, const Conv1
   }
 }
 
-// The reductions below keep their partial sums in Vec64 variables, i.e. in registers (as
-// arrays they were zeroed and updated on the stack, 4-7x slower), and each sum runs in a fixed
-// order that depends only on n.
-template <typename T>
-inline typename Vec64<T>::type load_vec(const T* p) {
-  typename Vec64<T>::type v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
+// The reductions below keep their partial sums in vectors (see Vec64), and each sum runs in
+// a fixed order that depends only on n.
 template <typename T>
 inline T lane_sum(const typename Vec64<T>::type& v) {
-  constexpr int VL = 64 / static_cast<int>(sizeof(T));
   T t = T(0);
-  for (int q = 0; q < VL; ++q) t += v[q];
+  for (int q = 0; q < kVL<T>; ++q) t += v[q];
   return t;
 }
 
@@ -221,7 +222,7 @@ inline T lane_sum(const typename Vec64<T>::type& v) {
 template <typename T>
 inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
   using V = typename Vec64<T>::type;
-  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  constexpr int VL = kVL<T>;
   V s0{}, s1{};
   int64_t l = 0;
   for (; l + 2 * VL <= n; l += 2 * VL) {
@@ -243,7 +244,7 @@ template <typename T>
 inline void dot4(const T* __restrict a, const T* __restrict b0, const T* __restrict b1,
                  const T* __restrict b2, const T* __restrict b3, int64_t n, T (&out)[4]) {
   using V = typename Vec64<T>::type;
-  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  constexpr int VL = kVL<T>;
   V s0{}, s1{}, s2{}, s3{};
   int64_t l = 0;
   for (; l + VL <= n; l += VL) {
@@ -269,7 +270,7 @@ inline void dot4(const T* __restrict a, const T* __restrict b0, const T* __restr
 template <typename T>
 inline T row_sum(const T* __restrict a, int64_t n) {
   using V = typename Vec64<T>::type;
-  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  constexpr int VL = kVL<T>;
   V s0{}, s1{};
   int64_t l = 0;
   for (; l + 2 * VL <= n; l += 2 * VL) {
@@ -294,7 +295,7 @@ void grad_input_block(const T* __restrict gzp, int64_t Lz, int64_t M, const T* _
                       const Conv1dGeom& g, const int64_t* phase, const int64_t* shift,
                       int64_t o0, int64_t nb, T* __restrict gxph) {
   using V = typename Vec64<T>::type;
-  constexpr int VL = 64 / static_cast<int>(sizeof(T));
+  constexpr int VL = kVL<T>;
   constexpr int LT = 4 * VL;
   const int64_t CK = g.C * g.K, R = g.S * g.Lph;
   for (int64_t c = 0; c < g.C; ++c)

@@ -42,14 +42,14 @@ _TORCH_ACTS = {
 }
 
 
-def activation(act: str, fused: bool, alpha: float = 0.01) -> nn.Module:
+def activation(act: str, alpha: float = 0.01) -> nn.Module:
     """A standalone activation module (nn.Identity for identity).
 
     Where an activation cannot be fused into the layer before it (it follows a norm layer, a
     pooling or a torch.nn layer), both variants use PyTorch's: on its own our activation op is
     one elementwise pass like torch's, measured at 0.8x of torch.relu's bandwidth, and its
     Python-registered autograd costs more per call (profiler, af_cnn: ~0.3 ms more per
-    conv-BN-act block and step, forward+backward). `fused` is kept for the callers' symmetry.
+    conv-BN-act block and step, forward+backward).
     """
     check_act(act, "activation")
     if act == "identity":
@@ -72,7 +72,7 @@ class LinearAct(nn.Module):
             self.act = nn.Identity()
         else:
             self.linear = nn.Linear(in_features, out_features, bias=bias)
-            self.act = activation(act, fused=False, alpha=alpha)
+            self.act = activation(act, alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.linear(x))
@@ -93,7 +93,7 @@ class Conv1dAct(nn.Module):
             self.act = nn.Identity()
         else:
             self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, **args)
-            self.act = activation(act, fused=fused, alpha=alpha)
+            self.act = activation(act, alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(x))

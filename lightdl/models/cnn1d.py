@@ -40,7 +40,7 @@ class _Block(nn.Module):
                               act=act if fuse_act else "identity", fused=fused, alpha=alpha,
                               bias=fuse_act)
         self.norm = nn.BatchNorm1d(c_out) if norm == "batch" else nn.Identity()
-        self.act = nn.Identity() if fuse_act else activation(act, fused, alpha)
+        self.act = nn.Identity() if fuse_act else activation(act, alpha)
         self.pool = {"max": nn.MaxPool1d, "avg": nn.AvgPool1d}[pool](pool_size) if pool != "none" \
             else nn.Identity()
         self._len = (pad, k, stride, dilation, 0 if pool == "none" else pool_size)

@@ -23,8 +23,9 @@ class CNN2d(nn.Module):
         hidden: sizes of the fully connected hidden layers.
         act: activation; pool: "max" or "avg" (2x2, skipped once the image is 1 pixel wide).
         norm: "batch" or "none"; dropout: before each fully connected layer.
-        init, fused, alpha: as for MLP (the fused variant runs the activations and the fully
-        connected layers on lightdl's kernels; the convolutions are torch's).
+        init, fused, alpha: as for MLP (the fused variant runs the fully connected layers
+        and their activations on lightdl's kernels; the convolutions and the activations
+        after them are torch's).
     """
 
     def __init__(self, input_shape: Sequence[int] = (1, 8, 8), num_classes: int = 10,
@@ -48,7 +49,7 @@ class CNN2d(nn.Module):
             layers: list[nn.Module] = [nn.Conv2d(c, c_out, kernel_size, padding=kernel_size // 2)]
             if norm == "batch":
                 layers.append(nn.BatchNorm2d(c_out))
-            layers.append(activation(act, fused, alpha))
+            layers.append(activation(act, alpha))
             if min(h, w) >= 2:
                 layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
                 h, w = h // 2, w // 2

@@ -47,8 +47,8 @@ class VAE(nn.Module):
                                  f"got {self.input_shape}")
             c, h, w = self.input_shape
             self.enc_conv = nn.Sequential(
-                nn.Conv2d(c, 16, 3, stride=2, padding=1), activation(act, fused),
-                nn.Conv2d(16, 32, 3, stride=2, padding=1), activation(act, fused))
+                nn.Conv2d(c, 16, 3, stride=2, padding=1), activation(act),
+                nn.Conv2d(16, 32, 3, stride=2, padding=1), activation(act))
             self._conv_shape = (32, h // 4, w // 4)
             n_in = math.prod(self._conv_shape)
         sizes = [n_in, *hidden]
@@ -62,7 +62,7 @@ class VAE(nn.Module):
         self.out = LinearAct(back[-1], n_in, act=act if kind == "conv" else "identity", fused=fused)
         if kind == "conv":
             self.dec_conv = nn.Sequential(
-                nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), activation(act, fused),
+                nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), activation(act),
                 nn.ConvTranspose2d(16, c, 4, stride=2, padding=1))
         init_weights(self, init, act)
 
