@@ -13,6 +13,7 @@ import torch
 
 from lightdl.ops import _backend
 from lightdl.ops._acts import apply_reference, check_act, grad_from_output
+from lightdl.ops._autograd import register_autograd
 from lightdl.ops._checks import autocast_active, check_float, check_like, check_tensor
 
 
@@ -111,7 +112,7 @@ def _register() -> None:
         (saved,) = ctx.saved_tensors
         return lib.activation_backward(grad, saved, ctx.act, ctx.alpha, ctx.from_output), None, None
 
-    torch.library.register_autograd(
+    register_autograd(
         "lightdl::activation", _act_backward, setup_context=_act_setup
     )
 
@@ -127,7 +128,7 @@ def _register() -> None:
                                                   ctx.from_output)
         return grad_x, grad_bias, None, None
 
-    torch.library.register_autograd(
+    register_autograd(
         "lightdl::bias_act", _bias_act_backward, setup_context=_bias_act_setup
     )
 

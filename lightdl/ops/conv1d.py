@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from lightdl.ops import _backend
 from lightdl.ops._acts import apply_reference, check_act, grad_from_output
+from lightdl.ops._autograd import register_autograd
 from lightdl.ops._checks import check_float, check_like, check_tensor
 
 _OP = "fused_conv1d"
@@ -223,7 +224,7 @@ def _register() -> None:
         return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None,
                 None, None, None, None, None, None)
 
-    torch.library.register_autograd("lightdl::fused_conv1d", _backward, setup_context=_setup)
+    register_autograd("lightdl::fused_conv1d", _backward, setup_context=_setup)
 
 
 if _backend._C is not None:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from lightdl.ops import _backend
 from lightdl.ops._acts import apply_reference, check_act, grad_from_output
+from lightdl.ops._autograd import register_autograd
 from lightdl.ops._checks import check_float, check_like, check_tensor
 
 
@@ -115,7 +116,7 @@ def _register() -> None:
             grad_bias = None
         return grad_x, grad_w, grad_bias, None, None
 
-    torch.library.register_autograd("lightdl::fused_linear", _backward, setup_context=_setup)
+    register_autograd("lightdl::fused_linear", _backward, setup_context=_setup)
 
 
 if _backend._C is not None:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lightdl.ops import _backend
+from lightdl.ops._autograd import register_autograd
 from lightdl.ops._checks import check_like, check_tensor
 
 Lengths = torch.Tensor | Sequence[int] | None
@@ -342,7 +343,7 @@ def _register() -> None:
         has_ih, has_hh = ctx.has_bias
         return (dx, dh0, dc0, dw_ih, dw_hh, db if has_ih else None, db if has_hh else None, None)
 
-    torch.library.register_autograd("lightdl::lstm", _lstm_backward, setup_context=_lstm_setup)
+    register_autograd("lightdl::lstm", _lstm_backward, setup_context=_lstm_setup)
 
     def _gru_setup(ctx, inputs, output):
         x, h0, w_ih, w_hh, b_ih, b_hh = inputs[:6]
@@ -361,7 +362,7 @@ def _register() -> None:
         has_ih, has_hh = ctx.has_bias
         return (dx, dh0, dw_ih, dw_hh, db_ih if has_ih else None, db_hh if has_hh else None, None)
 
-    torch.library.register_autograd("lightdl::gru", _gru_backward, setup_context=_gru_setup)
+    register_autograd("lightdl::gru", _gru_backward, setup_context=_gru_setup)
 
     # Autocast as torch.nn's RNNs: on CPU nn.LSTM runs in the lower precision (oneDNN's bf16
     # RNN) and nn.GRU stays float32; on CUDA both run in float16 (cuDNN). The casts apply to
