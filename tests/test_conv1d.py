@@ -273,6 +273,26 @@ def test_deterministic_across_thread_counts(path):
                 assert torch.equal(a, e)
 
 
+@pytest.mark.parametrize("path", ["direct"], indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weight_gradient_ignores_the_next_channel(path, dtype):
+    # The weight gradient's last, partial vector of a row reads past the row (into the next
+    # channel); those lanes must be dropped, not multiplied by zero: NaN and inf at the start
+    # of channel 1 must leave channel 0's gradients finite and exact.
+    x = signal((3, 2, 37), dtype)
+    x[:, 1, :20] = float("nan")
+    x[:, 1, 20:24] = float("inf")
+    w = signal((4, 2, 3), dtype).requires_grad_()
+    b = signal((4,), dtype).requires_grad_()
+    g = signal((3, 4, 35), dtype)
+    gw, gb = torch.autograd.grad(fused_conv1d(x, w, b, padding=0), (w, b), g)
+    w2, b2 = w.detach().requires_grad_(), b.detach().requires_grad_()
+    want_w, want_b = torch.autograd.grad(F.conv1d(x, w2, b2), (w2, b2), g)
+    assert torch.isfinite(gw[:, 0]).all()
+    torch.testing.assert_close(gw[:, 0], want_w[:, 0])
+    torch.testing.assert_close(gb, want_b)
+
+
 def test_dispatch_rule():
     assert uses_direct_path(1, 7, 1)  # the one-channel signal case
     assert not uses_direct_path(64, 3, 1)  # oneDNN's direct convolution is at its GEMM rate

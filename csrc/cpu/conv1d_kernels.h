@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../activations.h"
@@ -208,8 +209,11 @@ inline void conv_rows(const T* __restrict xn, const T* __restrict w, const Conv1
   }
 }
 
-// The reductions below keep their partial sums in vectors (see Vec64), and each sum runs in
-// a fixed order that depends only on n.
+// The weight and bias gradients are sums over the batch and the positions. Their partial
+// sums stay in vectors (one per weight, see Vec64) across every row of a batch chunk; the
+// lanes are added once, at the end of the chunk (lane_sum). (Added per row instead, the lane
+// sums cost more than the products at short rows: L = 60 took 2x the time of oneDNN's
+// weight gradient.) Every sum runs in a fixed order that depends only on the shapes.
 template <typename T>
 inline T lane_sum(const typename Vec64<T>::type& v) {
   T t = T(0);
@@ -217,73 +221,66 @@ inline T lane_sum(const typename Vec64<T>::type& v) {
   return t;
 }
 
-// sum_l a[l] * b[l], in two vectors of independent partial sums (two chains: the FMA latency
-// half hidden), then the tail, then the lanes in order.
+// Lanes [0, rem) set: the last, partial vector of a row. Its other lanes read whatever lies
+// past the row (the next row, or the buffers' slack) and are dropped by a select, not by a
+// multiplication, so a non-finite value there cannot leak in.
 template <typename T>
-inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
-  using V = typename Vec64<T>::type;
-  constexpr int VL = kVL<T>;
-  V s0{}, s1{};
-  int64_t l = 0;
-  for (; l + 2 * VL <= n; l += 2 * VL) {
-    s0 += load_vec(a + l) * load_vec(b + l);
-    s1 += load_vec(a + l + VL) * load_vec(b + l + VL);
-  }
-  if (l + VL <= n) {
-    s0 += load_vec(a + l) * load_vec(b + l);
-    l += VL;
-  }
-  T total = T(0);
-  for (; l < n; ++l) total += a[l] * b[l];
-  return total + lane_sum<T>(s0) + lane_sum<T>(s1);
+struct Mask64 {
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  typedef I type __attribute__((vector_size(64)));
+};
+template <typename T>
+inline typename Mask64<T>::type tail_mask(int64_t rem) {
+  typename Mask64<T>::type idx;
+  for (int q = 0; q < kVL<T>; ++q) idx[q] = q;
+  return idx < static_cast<typename Mask64<T>::I>(rem);
 }
 
-// out[i] = sum_l a[l] * b_i[l] for four rows b_i at once: a is loaded once for four
+// s_i += a[l] * b_i[l] lane-wise over l < n, for four rows b_i: a is loaded once for four
 // independent accumulator chains.
 template <typename T>
-inline void dot4(const T* __restrict a, const T* __restrict b0, const T* __restrict b1,
-                 const T* __restrict b2, const T* __restrict b3, int64_t n, T (&out)[4]) {
+inline void dot4_acc(const T* __restrict a, const T* __restrict b0, const T* __restrict b1,
+                     const T* __restrict b2, const T* __restrict b3, int64_t n,
+                     const typename Mask64<T>::type& tail, typename Vec64<T>::type (&s)[4]) {
   using V = typename Vec64<T>::type;
   constexpr int VL = kVL<T>;
-  V s0{}, s1{}, s2{}, s3{};
   int64_t l = 0;
   for (; l + VL <= n; l += VL) {
     const V av = load_vec(a + l);
-    s0 += av * load_vec(b0 + l);
-    s1 += av * load_vec(b1 + l);
-    s2 += av * load_vec(b2 + l);
-    s3 += av * load_vec(b3 + l);
+    s[0] += av * load_vec(b0 + l);
+    s[1] += av * load_vec(b1 + l);
+    s[2] += av * load_vec(b2 + l);
+    s[3] += av * load_vec(b3 + l);
   }
-  T t[4] = {T(0), T(0), T(0), T(0)};
-  for (; l < n; ++l) {
-    t[0] += a[l] * b0[l];
-    t[1] += a[l] * b1[l];
-    t[2] += a[l] * b2[l];
-    t[3] += a[l] * b3[l];
+  if (l < n) {
+    const V av = load_vec(a + l);
+    s[0] += tail ? av * load_vec(b0 + l) : V{};
+    s[1] += tail ? av * load_vec(b1 + l) : V{};
+    s[2] += tail ? av * load_vec(b2 + l) : V{};
+    s[3] += tail ? av * load_vec(b3 + l) : V{};
   }
-  out[0] = t[0] + lane_sum<T>(s0);
-  out[1] = t[1] + lane_sum<T>(s1);
-  out[2] = t[2] + lane_sum<T>(s2);
-  out[3] = t[3] + lane_sum<T>(s3);
 }
 
+// s += a[l] * b[l] lane-wise (b == nullptr: s += a[l]), in two chains (the FMA latency half
+// hidden) added into s at the end.
 template <typename T>
-inline T row_sum(const T* __restrict a, int64_t n) {
+inline void dot_acc(const T* __restrict a, const T* __restrict b, int64_t n,
+                    const typename Mask64<T>::type& tail, typename Vec64<T>::type& s) {
   using V = typename Vec64<T>::type;
   constexpr int VL = kVL<T>;
+  const auto bv = [&](int64_t l) { return b != nullptr ? load_vec(b + l) : V{} + T(1); };
   V s0{}, s1{};
   int64_t l = 0;
   for (; l + 2 * VL <= n; l += 2 * VL) {
-    s0 += load_vec(a + l);
-    s1 += load_vec(a + l + VL);
+    s0 += load_vec(a + l) * bv(l);
+    s1 += load_vec(a + l + VL) * bv(l + VL);
   }
   if (l + VL <= n) {
-    s0 += load_vec(a + l);
+    s0 += load_vec(a + l) * bv(l);
     l += VL;
   }
-  T total = T(0);
-  for (; l < n; ++l) total += a[l];
-  return total + lane_sum<T>(s0) + lane_sum<T>(s1);
+  if (l < n) s1 += tail ? load_vec(a + l) * bv(l) : V{};
+  s += s0 + s1;
 }
 
 // gxph[c, r Lph + m] += sum_{ob < nb} sum_{k in phase r} w[o0 + ob, c, k] gz_ob[m - q_k]
@@ -349,6 +346,9 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
   const int64_t M = (g.K - 1) * g.D / g.S + 2, Lz = g.Lo + 2 * M;
   // (+ one tile: a partial last tile reads, and discards, up to 2 kLT values past the end.)
   std::vector<T> gzp(static_cast<size_t>(kOB * Lz + 2 * kLT<T>), T(0));
+  using V = typename Vec64<T>::type;
+  std::vector<V> gwv(gw_acc != nullptr ? g.O * CK : 0, V{}), gbv(gb_acc != nullptr ? g.O : 0, V{});
+  const typename Mask64<T>::type tail = tail_mask<T>(g.Lo % kVL<T>);
   for (int64_t n = n0; n < n1; ++n) {
     const T* xn = xph + n * g.C * R;
     if (gx != nullptr) std::memset(gxph, 0, sizeof(T) * g.C * R);
@@ -366,18 +366,19 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
         } else {
           std::memcpy(gz, gr, sizeof(T) * g.Lo);
         }
-        if (gb_acc != nullptr) gb_acc[o] += row_sum(gz, g.Lo);
+        if (gb_acc != nullptr) dot_acc<T>(gz, nullptr, g.Lo, tail, gbv[o]);
         if (gw_acc != nullptr)
           for (int64_t c = 0; c < g.C; ++c) {
             const T* xc = xn + c * R;
-            T* acc = gw_acc + o * CK + c * g.K;
+            V* acc = gwv.data() + o * CK + c * g.K;
             int64_t k = 0;
             for (; k + 4 <= g.K; k += 4) {
-              T d[4];
-              dot4(gz, xc + taps[k], xc + taps[k + 1], xc + taps[k + 2], xc + taps[k + 3], g.Lo, d);
-              for (int i = 0; i < 4; ++i) acc[k + i] += d[i];
+              V s4[4] = {acc[k], acc[k + 1], acc[k + 2], acc[k + 3]};
+              dot4_acc<T>(gz, xc + taps[k], xc + taps[k + 1], xc + taps[k + 2], xc + taps[k + 3],
+                          g.Lo, tail, s4);
+              for (int i = 0; i < 4; ++i) acc[k + i] = s4[i];
             }
-            for (; k < g.K; ++k) acc[k] += dot(gz, xc + taps[k], g.Lo);
+            for (; k < g.K; ++k) dot_acc<T>(gz, xc + taps[k], g.Lo, tail, acc[k]);
           }
       }
       if (gx != nullptr) grad_input_block(gzp.data(), Lz, M, w, g, phase.data(), shift.data(), o0, nb, gxph);
@@ -399,6 +400,8 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
         }
     }
   }
+  for (size_t i = 0; i < gwv.size(); ++i) gw_acc[i] += lane_sum<T>(gwv[i]);
+  for (size_t i = 0; i < gbv.size(); ++i) gb_acc[i] += lane_sum<T>(gbv[i]);
 }
 
 template <typename T>
