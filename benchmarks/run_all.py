@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-ops", action="store_true",
                    help="skip the kernel benchmarks (summary.md reuses the ops_*.json there)")
     p.add_argument("--train-steps", type=int, default=80)
+    p.add_argument("--train-repeats", type=int, default=5,
+                   help="interleaved runs per variant (the median is reported; this VM's "
+                        "run-to-run noise is ~20%%)")
     args = p.parse_args(argv)
     device = args.device
     out = Path(args.out or ROOT / "benchmarks" / "results" / device.split(":")[0])
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in TRAIN_CONFIGS:
             for n_threads in threads or [None]:
                 res = bench_train(str(ROOT / "configs" / f"{name}.yaml"), steps=args.train_steps,
-                                  warmup_steps=10, repeats=3, threads=n_threads,
+                                  warmup_steps=10, repeats=args.train_repeats, threads=n_threads,
                                   overrides=[] if device == "cpu" else ["--trainer.accelerator", "gpu"])
                 key = f"{name}_{n_threads}thr" if n_threads else name
                 (out / f"train_{key}.json").write_text(json.dumps(res, indent=1) + "\n")

@@ -53,28 +53,20 @@ bool grad_from_output(Act a, at::ScalarType dt) {
 // exception, C_out = 64 on 2 threads: 1.08); at 48 (C_in = 16, K = 3) 1.16-1.29, at 56
 // (C_in = 8, K = 7) 0.88-1.03, at 80 1.5 (measured, 2-core Xeon).
 constexpr int64_t kDirectMaxReduction = 42;  // C_in * K
-// ... and, for series shorter than this many samples, only for a reduction of at most
-// kDirectMaxReductionShort (one input channel): at L = 60 (a 60-beat RR window, the af_cnn
-// input) the direct path wins at C_in = 1 (1.7 vs 1.9 ms forward+backward at 1 thread, 1.3
-// vs 1.7 ms at 2; with grad_input 2.1 vs 3.0 and 1.1 vs 1.8 ms) but loses at C_in = 4 (4.3
-// vs 2.9 ms with grad_input; N = 64, C_out = 32, K = 7), and C_in = 2 is a tie. From L = 128
-// on it wins 2-3x at C_in = 1 and 1.6x at C_in * K = 28 (measured, 2-core Xeon, after the
-// register-tile rework of csrc/cpu/conv1d_kernels.h).
-constexpr int64_t kDirectMinLength = 128;
-constexpr int64_t kDirectMaxReductionShort = 8;
+// The same limit holds for short series since the weight gradient keeps its partial sums in
+// vectors across the batch (csrc/cpu/conv1d_kernels.h): at L = 60 (a 60-beat RR window) and
+// C_in * K = 14-42, direct / vendor forward+backward time is 0.61-0.88 at 1 thread and
+// 0.50-0.81 at 2, with or without grad_input (before, the limit there was C_in * K <= 8).
 
 enum class Path { Direct, Vendor };
 
-Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups) {
+Path choose_path(const at::Tensor& w, int64_t groups) {
   if (groups != 1) return Path::Vendor;  // the direct kernels are groups == 1 only
   if (const char* env = std::getenv("LIGHTDL_CONV1D_PATH")) {
     if (std::strcmp(env, "direct") == 0) return Path::Direct;
     if (std::strcmp(env, "vendor") == 0) return Path::Vendor;
   }
-  const int64_t reduction = w.size(1) * w.size(2);
-  const int64_t limit = x.size(-1) >= kDirectMinLength ? kDirectMaxReduction
-                                                        : kDirectMaxReductionShort;
-  return reduction <= limit ? Path::Direct : Path::Vendor;
+  return w.size(1) * w.size(2) <= kDirectMaxReduction ? Path::Direct : Path::Vendor;
 }
 
 // Whether some kernel tap k reads only padding at every output position l, i.e. no l in
@@ -156,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at
   const at::Tensor x = x_in.contiguous();
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
-  if (choose_path(x, w, groups) == Path::Direct) {
+  if (choose_path(w, groups) == Path::Direct) {
     // The direct backward recomputes the pre-activation: nothing to save.
     const Conv1dArgs args{stride, padding, dilation};
     at::Tensor out;
@@ -205,7 +197,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
   const at::Tensor w = weight.contiguous();
   const bool need_b = has_bias && output_mask[2];
 
-  Path path = choose_path(x, w, groups);
+  Path path = choose_path(w, groups);
   // The vendor path needs the pre-activation; the direct one recomputes it (and is what ran
   // forward when none was saved, e.g. LIGHTDL_CONV1D_PATH changed in between).
   if (path == Path::Vendor && groups == 1 && a != Act::Identity && !from_output &&

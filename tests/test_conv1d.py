@@ -298,9 +298,11 @@ def test_dispatch_rule():
     assert not uses_direct_path(64, 3, 1)  # oneDNN's direct convolution is at its GEMM rate
     assert uses_direct_path(8, 5, 1) and not uses_direct_path(16, 3, 1)  # the limit, C_in*K 42
     assert not uses_direct_path(1, 7, 2)  # groups > 1: vendor only
-    # Short series: one channel only.
-    assert uses_direct_path(1, 7, 1, 1000) and uses_direct_path(1, 7, 1, 60)
-    assert uses_direct_path(4, 7, 1, 1000) and not uses_direct_path(4, 7, 1, 60)
+    # The compiled op agrees, at any length: its direct path saves no pre-activation.
+    for c_in, k, length in ((4, 7, 60), (6, 7, 30), (8, 5, 1000), (16, 3, 60), (7, 7, 200)):
+        x, w = signal((2, c_in, length)), signal((3, c_in, k))
+        saved = torch.ops.lightdl.fused_conv1d(x, w, None, 1, 1, 1, 1, "relu", 0.01)[1]
+        assert (saved.numel() == 0) == uses_direct_path(c_in, k, 1) == (c_in * k <= 42)
 
 
 @pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)

@@ -146,22 +146,17 @@ def fused_conv1d(
 
 # The path rule of csrc/conv1d.cpp (choose_path), mirrored for the fake kernel: the direct path
 # saves no pre-activation (its backward recomputes it), so the op's second output is empty.
-DIRECT_MAX_REDUCTION = 42  # C_in * K
-DIRECT_MIN_LENGTH = 128  # input samples per series; shorter ones:
-DIRECT_MAX_REDUCTION_SHORT = 8
+DIRECT_MAX_REDUCTION = 42  # C_in * K, at any length
 
 
-def uses_direct_path(c_in: int, kernel_size: int, groups: int, length: int | None = None) -> bool:
-    """Whether fused_conv1d runs our direct kernels (else the vendor convolution + epilogue).
-    `length`: the input's L (None: a long series)."""
+def uses_direct_path(c_in: int, kernel_size: int, groups: int) -> bool:
+    """Whether fused_conv1d runs our direct kernels (else the vendor convolution + epilogue)."""
     if groups != 1:
         return False
     forced = os.environ.get("LIGHTDL_CONV1D_PATH")
     if forced in ("direct", "vendor"):
         return forced == "direct"
-    long_enough = length is None or length >= DIRECT_MIN_LENGTH
-    limit = DIRECT_MAX_REDUCTION if long_enough else DIRECT_MAX_REDUCTION_SHORT
-    return c_in * kernel_size <= limit
+    return c_in * kernel_size <= DIRECT_MAX_REDUCTION
 
 
 def _register() -> None:
@@ -176,7 +171,7 @@ def _register() -> None:
         shape = (x.shape[0], weight.shape[0], _out_len(x, weight, stride, padding, dilation))
         out = x.new_empty(shape)
         none_needed = (act == "identity" or grad_from_output(act, x.dtype)
-                       or uses_direct_path(x.shape[1], weight.shape[2], groups, x.shape[2]))
+                       or uses_direct_path(x.shape[1], weight.shape[2], groups))
         return out, (x.new_empty((0,)) if none_needed else x.new_empty(shape))
 
     @torch.library.register_fake("lightdl::fused_conv1d_backward")
