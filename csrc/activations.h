@@ -29,6 +29,11 @@ enum class Act : int {
   // PyTorch's own kernels, which work the same way).
   SigmoidFromOutput,
   TanhFromOutput,
+  // relu' and leaky_relu' (slope >= 0) read the same from the output as from the input (the
+  // output is > 0 exactly where the input is): saving the output lets a forward apply them in
+  // place, with no second buffer.
+  ReLUFromOutput,
+  LeakyReLUFromOutput,
 };
 
 namespace {
@@ -38,7 +43,8 @@ struct ActMath;
 
 // Whether ActMath<A>::grad takes the forward output (and so no bias is added to its argument).
 template <Act A>
-constexpr bool kGradFromOutput = A == Act::SigmoidFromOutput || A == Act::TanhFromOutput;
+constexpr bool kGradFromOutput = A == Act::SigmoidFromOutput || A == Act::TanhFromOutput ||
+                                 A == Act::ReLUFromOutput || A == Act::LeakyReLUFromOutput;
 
 
 template <>
@@ -103,6 +109,18 @@ template <>
 struct ActMath<Act::TanhFromOutput> {
   template <typename T> static LIGHTDL_HD T fwd(T y, T) { return y; }  // never used
   template <typename T> static LIGHTDL_HD T grad(T y, T) { return T(1) - y * y; }
+};
+
+template <>
+struct ActMath<Act::ReLUFromOutput> {
+  template <typename T> static LIGHTDL_HD T fwd(T y, T) { return y; }  // never used
+  template <typename T> static LIGHTDL_HD T grad(T y, T) { return y > T(0) ? T(1) : T(0); }
+};
+
+template <>
+struct ActMath<Act::LeakyReLUFromOutput> {  // slope a >= 0 (checked by from_output)
+  template <typename T> static LIGHTDL_HD T fwd(T y, T) { return y; }  // never used
+  template <typename T> static LIGHTDL_HD T grad(T y, T a) { return y > T(0) ? T(1) : a; }
 };
 
 // GELU, erf form: x * Phi(x), Phi the standard normal CDF.
@@ -190,6 +208,8 @@ struct ActMath<Act::Sign> {
     LIGHTDL_ACT_CASES(__VA_ARGS__)                        \
     LIGHTDL_ACT_CASE(SigmoidFromOutput, __VA_ARGS__)      \
     LIGHTDL_ACT_CASE(TanhFromOutput, __VA_ARGS__)         \
+    LIGHTDL_ACT_CASE(ReLUFromOutput, __VA_ARGS__)         \
+    LIGHTDL_ACT_CASE(LeakyReLUFromOutput, __VA_ARGS__)    \
     default:                                              \
       TORCH_CHECK(false, "lightdl: invalid activation id ", static_cast<int>(act)); \
   }

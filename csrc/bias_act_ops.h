@@ -26,9 +26,9 @@ namespace lightdl {
 
 template <typename Impl>
 struct BiasActOps {
-  static Act backward_act(c10::string_view act, bool x_is_output, const char* op) {
+  static Act backward_act(c10::string_view act, double alpha, bool x_is_output, const char* op) {
     const Act a = parse_act(std::string(act));
-    return x_is_output ? from_output(a, op) : a;
+    return x_is_output ? from_output(a, alpha, op) : a;
   }
 
   static at::Tensor activation(const at::Tensor& x, c10::string_view act, double alpha) {
@@ -42,7 +42,7 @@ struct BiasActOps {
     check_float_tensor(x, op, "x");
     check_same(grad, x, op, "grad", "x");
     return std::get<0>(
-        Impl::backward(grad, x, at::Tensor(), backward_act(act, x_is_output, op), alpha));
+        Impl::backward(grad, x, at::Tensor(), backward_act(act, alpha, x_is_output, op), alpha));
   }
 
   static at::Tensor bias_act(const at::Tensor& x, const at::Tensor& bias, c10::string_view act,
@@ -59,7 +59,7 @@ struct BiasActOps {
     const char* op = "bias_act_backward";
     check_bias(x, bias, op);
     check_same(grad, x, op, "grad", "x");
-    return Impl::backward(grad, x, bias, backward_act(act, x_is_output, op), alpha);
+    return Impl::backward(grad, x, bias, backward_act(act, alpha, x_is_output, op), alpha);
   }
 
   static void register_kernels(torch::Library& m) {

@@ -30,12 +30,19 @@ inline Act parse_act(const std::string& name) {
 }
 
 // The backward variant that takes the forward output instead of the input (see
-// Act::SigmoidFromOutput); only sigmoid and tanh have one.
-inline Act from_output(Act a, const char* op) {
+// Act::SigmoidFromOutput): sigmoid, tanh, relu, and leaky_relu with a slope >= 0 (with a
+// negative slope the output's sign no longer tells which side of 0 the input was on).
+inline Act from_output(Act a, double alpha, const char* op) {
   if (a == Act::Sigmoid) return Act::SigmoidFromOutput;
   if (a == Act::Tanh) return Act::TanhFromOutput;
-  TORCH_CHECK_VALUE(false, op, ": x_is_output=True is only supported for act='sigmoid' and "
-                    "act='tanh'");
+  if (a == Act::ReLU) return Act::ReLUFromOutput;
+  if (a == Act::LeakyReLU) {
+    TORCH_CHECK_VALUE(alpha >= 0, op, ": x_is_output=True needs alpha >= 0 for act='leaky_relu', "
+                      "got alpha=", alpha);
+    return Act::LeakyReLUFromOutput;
+  }
+  TORCH_CHECK_VALUE(false, op, ": x_is_output=True is only supported for act='sigmoid', 'tanh', "
+                    "'relu' and 'leaky_relu'");
   return a;  // unreachable
 }
 

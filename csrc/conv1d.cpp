@@ -6,7 +6,8 @@
 // - direct: our own kernels (csrc/cpu/conv1d*.cpp, csrc/cuda/conv1d.cu): the convolution with
 //   bias and activation applied in registers, and a direct grad_input / grad_weight(+bias).
 // - vendor: at::convolution with the bias (oneDNN on CPU, cuDNN on GPU, which add it in their
-//   own epilogue), then our activation kernel; backward: our activation_backward (act' once),
+//   own epilogue), then our activation kernel (relu / leaky_relu: ATen's, in place on that
+//   output); backward: our activation_backward (act' once),
 //   then at::convolution_backward for grad_input, grad_weight and grad_bias. (A first version
 //   left the bias out of the convolution and used our bias_act / bias_act_backward around it:
 //   measured 3-20% slower than eager on the large-channel shapes, where eager lets oneDNN add
@@ -14,8 +15,8 @@
 // The activation derivative is applied once on either path: in the direct backward kernel, to
 // the pre-activation it recomputes in cache (cheaper than writing it forward and reading it
 // back: the direct path is memory-bound; nothing is saved), or by activation_backward on the
-// vendor path, which saves the biased pre-activation (or, for sigmoid/tanh in float32/float64,
-// uses the output).
+// vendor path, which saves the biased pre-activation (or uses the output: see
+// grad_from_output).
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>
@@ -35,10 +36,13 @@ namespace {
 constexpr const char* kFwd = "fused_conv1d";
 constexpr const char* kBwd = "fused_conv1d_backward";
 
-// Mirrors lightdl/ops/_acts.grad_from_output: sigmoid/tanh in float32/float64 take their
-// derivative from the output (no exp or division), so the output is saved and no
-// pre-activation is written.
-bool grad_from_output(Act a, at::ScalarType dt) {
+// Mirrors lightdl/ops/_acts.grad_from_output: the backward takes act' from the output, so the
+// output is saved and no pre-activation is kept. sigmoid/tanh in float32/float64 (no exp or
+// division; a half-type output is too coarse for them); relu, and leaky_relu with a slope >= 0,
+// in every dtype (their output is > 0 exactly where the input is), which lets the vendor path
+// apply them in place on the convolution's output.
+bool grad_from_output(Act a, at::ScalarType dt, double alpha) {
+  if (a == Act::ReLU || (a == Act::LeakyReLU && alpha >= 0)) return true;
   return (a == Act::Sigmoid || a == Act::Tanh) && (dt == at::kFloat || dt == at::kDouble);
 }
 
@@ -144,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at
   check_args(x_in, weight, bias, stride, padding, dilation, groups, kFwd);
   const Act a = parse_act(std::string(act));
   const bool has_bias = bias.has_value() && bias->defined();
-  const bool want_pre = a != Act::Identity && !grad_from_output(a, x_in.scalar_type());
+  const bool want_pre = a != Act::Identity && !grad_from_output(a, x_in.scalar_type(), alpha);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
@@ -168,6 +172,11 @@ std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at
   at::Tensor pre = at::convolution(x, w, has_bias ? std::optional<at::Tensor>(b) : std::nullopt,
                                    {stride}, {padding}, {dilation}, false, {0}, groups);
   if (a == Act::Identity) return {pre, at::empty({0}, x.options())};
+  // relu / leaky_relu: in place on the convolution's fresh output (the backward reads the
+  // output), so no second buffer is allocated and written: eager's conv1d + relu writes two.
+  if (a == Act::ReLU) return {at::relu_(pre), at::empty({0}, x.options())};
+  if (a == Act::LeakyReLU && alpha >= 0)
+    return {at::leaky_relu_(pre, alpha), at::empty({0}, x.options())};
   at::Tensor out = act_op().call(pre, act, alpha);
   return {out, want_pre ? pre : at::empty({0}, x.options())};
 }
@@ -189,7 +198,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
                     c10::IntArrayRef(out_shape), ", got ", grad.sizes());
   TORCH_CHECK_TYPE(grad.scalar_type() == x_in.scalar_type(), kBwd, ": `grad` dtype ",
                    grad.scalar_type(), " differs from `x` dtype ", x_in.scalar_type());
-  const bool from_output = grad_from_output(a, x_in.scalar_type());
+  const bool from_output = grad_from_output(a, x_in.scalar_type(), alpha);
   TORCH_CHECK_VALUE(saved.numel() == 0 || saved.sizes() == c10::IntArrayRef(out_shape), kBwd,
                     ": `saved` must be empty or have shape ", c10::IntArrayRef(out_shape), ", got ",
                     saved.sizes());
@@ -198,10 +207,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
   const bool need_b = has_bias && output_mask[2];
 
   Path path = choose_path(w, groups);
-  // The vendor path needs the pre-activation; the direct one recomputes it (and is what ran
-  // forward when none was saved, e.g. LIGHTDL_CONV1D_PATH changed in between).
-  if (path == Path::Vendor && groups == 1 && a != Act::Identity && !from_output &&
-      saved.numel() == 0)
+  // The vendor path needs the pre-activation or the output; the direct one recomputes the
+  // pre-activation (and is what ran forward when nothing was saved, e.g. LIGHTDL_CONV1D_PATH
+  // changed in between, or a torch.compile cache entry traced under the other path).
+  if (path == Path::Vendor && groups == 1 && a != Act::Identity && saved.numel() == 0)
     path = Path::Direct;
   at::Tensor gx, gw, gb;
   if (path == Path::Direct) {

@@ -206,27 +206,45 @@ def test_bad_inputs_name_the_argument():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
-def test_backward_from_output(act, dtype, device):
-    """sigmoid/tanh backward from the saved output y (what autograd uses for them in float32
-    and float64; half types keep the input, their rounded output is too coarse)."""
+@pytest.mark.parametrize("act,alpha", [("sigmoid", 0.01), ("tanh", 0.01), ("relu", 0.01),
+                                       ("leaky_relu", 0.2), ("leaky_relu", 0.0)])
+def test_backward_from_output(act, alpha, dtype, device):
+    """Backward from the saved output y, which autograd uses for sigmoid/tanh in float32 and
+    float64 (half types keep the input, their rounded output is too coarse) and for relu and
+    leaky_relu (slope >= 0) in every dtype."""
     x = signal((6, 9, 300), dtype, device)
     b = signal((9,), dtype, device)
     g = signal(x.shape, dtype, device)
-    y = torch.ops.lightdl.bias_act(x, b, act, 0.01)
-    gx, gb = torch.ops.lightdl.bias_act_backward(g, y, b, act, 0.01, True)
-    _, rgx, rgb = _reference_grads(x, b, act, 0.01, g)
+    y = torch.ops.lightdl.bias_act(x, b, act, alpha)
+    gx, gb = torch.ops.lightdl.bias_act_backward(g, y, b, act, alpha, True)
+    _, rgx, rgb = _reference_grads(x, b, act, alpha, g)
     _assert_grad_close(gx, rgx, g, dtype)
     _assert_bias_grad_close(gb, rgb, rgx, dtype, g)
-    gx2 = torch.ops.lightdl.activation_backward(g, y, act, 0.01, True)
+    gx2 = torch.ops.lightdl.activation_backward(g, y, act, alpha, True)
     torch.testing.assert_close(gx2, gx, rtol=0, atol=0)
-    torch.library.opcheck(torch.ops.lightdl.bias_act_backward.default, (g, y, b, act, 0.01, True))
+    torch.library.opcheck(torch.ops.lightdl.bias_act_backward.default, (g, y, b, act, alpha, True))
 
 
-def test_backward_from_output_only_for_sigmoid_and_tanh():
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_relu_grad_from_half_output(act, dtype, device):
+    """relu/leaky_relu save their output in half types too; act' read from it is exact."""
+    x = signal((4, 7, 50), dtype, device).requires_grad_()
+    b = signal((7,), dtype, device).requires_grad_()
+    g = signal(x.shape, dtype, device)
+    gx, gb = torch.autograd.grad(bias_act(x, b, act, 0.1), (x, b), g)
+    _, rgx, rgb = _reference_grads(x.detach(), b.detach(), act, 0.1, g)
+    _assert_grad_close(gx, rgx, g, dtype)
+    _assert_bias_grad_close(gb, rgb, rgx, dtype, g)
+
+
+def test_backward_from_output_only_where_output_determines_grad():
     x = torch.randn(4, 6)
     with pytest.raises(ValueError, match="x_is_output=True is only supported for act='sigmoid'"):
         torch.ops.lightdl.bias_act_backward(x, x, torch.randn(6), "gelu", 0.01, True)
+    with pytest.raises(ValueError, match="needs alpha >= 0 for act='leaky_relu'"):
+        torch.ops.lightdl.activation_backward(x, x, "leaky_relu", -0.1, True)
 
 
 def test_direct_op_calls_are_checked_in_cpp():

@@ -101,6 +101,8 @@ BiasActTable<T> make_table() {
   LIGHTDL_FILL(Sign)
   LIGHTDL_FILL(SigmoidFromOutput)
   LIGHTDL_FILL(TanhFromOutput)
+  LIGHTDL_FILL(ReLUFromOutput)
+  LIGHTDL_FILL(LeakyReLUFromOutput)
 #undef LIGHTDL_FILL
   return t;
 }

@@ -7,7 +7,7 @@
 namespace lightdl {
 namespace cpu {
 
-constexpr int kNumActs = 12;  // lightdl::Act, including the *FromOutput variants
+constexpr int kNumActs = 14;  // lightdl::Act, including the *FromOutput variants
 
 template <typename T>
 struct BiasActTable {

@@ -101,10 +101,11 @@ def _register() -> None:
             torch.empty_like(bias, memory_format=torch.contiguous_format),
         )
 
-    # sigmoid and tanh save their output, the others their input (see _acts.GRAD_FROM_OUTPUT).
+    # sigmoid, tanh, relu and leaky_relu save their output, the others their input (see
+    # _acts.GRAD_FROM_OUTPUT).
     def _act_setup(ctx, inputs, output):
         x, act, alpha = (*inputs, 0.01)[:3]  # alpha is left out when the caller used its default
-        ctx.from_output = grad_from_output(act, x.dtype)
+        ctx.from_output = grad_from_output(act, x.dtype, alpha)
         ctx.save_for_backward(output if ctx.from_output else x)
         ctx.act, ctx.alpha = act, alpha
 
@@ -118,7 +119,7 @@ def _register() -> None:
 
     def _bias_act_setup(ctx, inputs, output):
         x, bias, act, alpha = (*inputs, 0.01)[:4]
-        ctx.from_output = grad_from_output(act, x.dtype)
+        ctx.from_output = grad_from_output(act, x.dtype, alpha)
         ctx.save_for_backward(output if ctx.from_output else x, bias)
         ctx.act, ctx.alpha = act, alpha
 

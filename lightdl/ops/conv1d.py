@@ -170,7 +170,7 @@ def _register() -> None:
           alpha=0.01):
         shape = (x.shape[0], weight.shape[0], _out_len(x, weight, stride, padding, dilation))
         out = x.new_empty(shape)
-        none_needed = (act == "identity" or grad_from_output(act, x.dtype)
+        none_needed = (act == "identity" or grad_from_output(act, x.dtype, alpha)
                        or uses_direct_path(x.shape[1], weight.shape[2], groups))
         return out, (x.new_empty((0,)) if none_needed else x.new_empty(shape))
 
@@ -190,7 +190,7 @@ def _register() -> None:
         defaults = (None, 1, 0, 1, 1, "identity", 0.01)
         x, weight, bias, stride, padding, dilation, groups, act, alpha = (
             *inputs, *defaults[len(inputs) - 2:])
-        from_output = grad_from_output(act, x.dtype)
+        from_output = grad_from_output(act, x.dtype, alpha)
         saved = output[0] if from_output else output[1]
         ctx.save_for_backward(x, weight, bias, saved)
         ctx.conf = (stride, padding, dilation, groups, act, alpha)
