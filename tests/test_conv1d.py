@@ -318,7 +318,7 @@ def test_vendor_path_applies_relu_in_place(act, alpha, dtype, path):
     got = torch.autograd.grad(fused_conv1d(x, w, b, padding=1, act=act, alpha=alpha), (x, w, b), g)
     wanted = torch.autograd.grad(want, leaves, g)
     tol = {} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 5e-2}
-    for name, a, e in zip(("x", "weight", "bias"), got, wanted):
+    for name, a, e in zip(("x", "weight", "bias"), got, wanted, strict=True):
         torch.testing.assert_close(a, e, msg=lambda m, name=name: f"grad {name}: {m}", **tol)
 
 

@@ -236,50 +236,61 @@ inline typename Mask64<T>::type tail_mask(int64_t rem) {
   return idx < static_cast<typename Mask64<T>::I>(rem);
 }
 
-// s_i += a[l] * b_i[l] lane-wise over l < n, for four rows b_i: a is loaded once for four
-// independent accumulator chains.
-template <typename T>
-inline void dot4_acc(const T* __restrict a, const T* __restrict b0, const T* __restrict b1,
-                     const T* __restrict b2, const T* __restrict b3, int64_t n,
-                     const typename Mask64<T>::type& tail, typename Vec64<T>::type (&s)[4]) {
+// s_i += a[l] * b_i[l] lane-wise over l < n, for NB rows b_i (NB <= 8): a is loaded once for
+// NB independent accumulator chains, which keeps the FMA units busy (one or two chains per
+// call wait on the FMA latency: K = 7 took 1.6x the time as 4 + 1 + 1 + 1).
+template <int NB, typename T>
+inline void dotn_acc(const T* __restrict a, const T* const* b, int64_t n,
+                     const typename Mask64<T>::type& tail, typename Vec64<T>::type* s) {
   using V = typename Vec64<T>::type;
   constexpr int VL = kVL<T>;
+  V acc[NB];
+  for (int i = 0; i < NB; ++i) acc[i] = s[i];
   int64_t l = 0;
   for (; l + VL <= n; l += VL) {
     const V av = load_vec(a + l);
-    s[0] += av * load_vec(b0 + l);
-    s[1] += av * load_vec(b1 + l);
-    s[2] += av * load_vec(b2 + l);
-    s[3] += av * load_vec(b3 + l);
+    for (int i = 0; i < NB; ++i) acc[i] += av * load_vec(b[i] + l);
   }
   if (l < n) {
     const V av = load_vec(a + l);
-    s[0] += tail ? av * load_vec(b0 + l) : V{};
-    s[1] += tail ? av * load_vec(b1 + l) : V{};
-    s[2] += tail ? av * load_vec(b2 + l) : V{};
-    s[3] += tail ? av * load_vec(b3 + l) : V{};
+    for (int i = 0; i < NB; ++i) acc[i] += tail ? av * load_vec(b[i] + l) : V{};
+  }
+  for (int i = 0; i < NB; ++i) s[i] = acc[i];
+}
+
+// s_k += a . b_k for the nb <= 8 rows b_k, as dotn_acc with nb fixed at compile time.
+template <typename T>
+inline void dot_rows_acc(const T* __restrict a, const T* const* b, int nb, int64_t n,
+                         const typename Mask64<T>::type& tail, typename Vec64<T>::type* s) {
+  switch (nb) {
+    case 8: dotn_acc<8, T>(a, b, n, tail, s); break;
+    case 7: dotn_acc<7, T>(a, b, n, tail, s); break;
+    case 6: dotn_acc<6, T>(a, b, n, tail, s); break;
+    case 5: dotn_acc<5, T>(a, b, n, tail, s); break;
+    case 4: dotn_acc<4, T>(a, b, n, tail, s); break;
+    case 3: dotn_acc<3, T>(a, b, n, tail, s); break;
+    case 2: dotn_acc<2, T>(a, b, n, tail, s); break;
+    default: dotn_acc<1, T>(a, b, n, tail, s); break;
   }
 }
 
-// s += a[l] * b[l] lane-wise (b == nullptr: s += a[l]), in two chains (the FMA latency half
-// hidden) added into s at the end.
+// s += a[l] lane-wise over l < n, in two chains (the add latency half hidden).
 template <typename T>
-inline void dot_acc(const T* __restrict a, const T* __restrict b, int64_t n,
-                    const typename Mask64<T>::type& tail, typename Vec64<T>::type& s) {
+inline void sum_acc(const T* __restrict a, int64_t n, const typename Mask64<T>::type& tail,
+                    typename Vec64<T>::type& s) {
   using V = typename Vec64<T>::type;
   constexpr int VL = kVL<T>;
-  const auto bv = [&](int64_t l) { return b != nullptr ? load_vec(b + l) : V{} + T(1); };
   V s0{}, s1{};
   int64_t l = 0;
   for (; l + 2 * VL <= n; l += 2 * VL) {
-    s0 += load_vec(a + l) * bv(l);
-    s1 += load_vec(a + l + VL) * bv(l + VL);
+    s0 += load_vec(a + l);
+    s1 += load_vec(a + l + VL);
   }
   if (l + VL <= n) {
-    s0 += load_vec(a + l) * bv(l);
+    s0 += load_vec(a + l);
     l += VL;
   }
-  if (l < n) s1 += tail ? load_vec(a + l) * bv(l) : V{};
+  if (l < n) s1 += tail ? load_vec(a + l) : V{};
   s += s0 + s1;
 }
 
@@ -366,19 +377,17 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
         } else {
           std::memcpy(gz, gr, sizeof(T) * g.Lo);
         }
-        if (gb_acc != nullptr) dot_acc<T>(gz, nullptr, g.Lo, tail, gbv[o]);
+        if (gb_acc != nullptr) sum_acc<T>(gz, g.Lo, tail, gbv[o]);
         if (gw_acc != nullptr)
           for (int64_t c = 0; c < g.C; ++c) {
             const T* xc = xn + c * R;
             V* acc = gwv.data() + o * CK + c * g.K;
-            int64_t k = 0;
-            for (; k + 4 <= g.K; k += 4) {
-              V s4[4] = {acc[k], acc[k + 1], acc[k + 2], acc[k + 3]};
-              dot4_acc<T>(gz, xc + taps[k], xc + taps[k + 1], xc + taps[k + 2], xc + taps[k + 3],
-                          g.Lo, tail, s4);
-              for (int i = 0; i < 4; ++i) acc[k + i] = s4[i];
+            for (int64_t k = 0; k < g.K; k += 8) {
+              const int nk = static_cast<int>(std::min<int64_t>(8, g.K - k));
+              const T* rows[8];
+              for (int i = 0; i < nk; ++i) rows[i] = xc + taps[k + i];
+              dot_rows_acc<T>(gz, rows, nk, g.Lo, tail, acc + k);
             }
-            for (; k < g.K; ++k) dot_acc<T>(gz, xc + taps[k], g.Lo, tail, acc[k]);
           }
       }
       if (gx != nullptr) grad_input_block(gzp.data(), Lz, M, w, g, phase.data(), shift.data(), o0, nb, gxph);
