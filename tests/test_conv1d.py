@@ -322,6 +322,24 @@ def test_vendor_path_applies_relu_in_place(act, alpha, dtype, path):
         torch.testing.assert_close(a, e, msg=lambda m, name=name: f"grad {name}: {m}", **tol)
 
 
+@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "gelu"])
+def test_autograd_keeps_only_what_the_backward_reads(act, path):
+    """The direct backward recomputes the pre-activation: autograd keeps no output or
+    pre-activation for it. The vendor backward reads the output (relu, sigmoid) or the
+    pre-activation (gelu), which autograd keeps."""
+    x = signal((2, 3, 30)).requires_grad_()
+    w = signal((4, 3, 5)).requires_grad_()
+    y = fused_conv1d(x, w, None, padding=2, act=act)
+    kept = y.grad_fn.saved_tensors[3]
+    if path == "direct":
+        assert kept.numel() == 0
+    else:
+        assert kept.shape == y.shape
+        if act != "gelu":
+            assert kept.data_ptr() == y.data_ptr()  # the output itself, no copy
+
+
 def test_dispatch_rule():
     assert uses_direct_path(1, 7, 1)  # the one-channel signal case
     assert not uses_direct_path(64, 3, 1)  # oneDNN's direct convolution is at its GEMM rate

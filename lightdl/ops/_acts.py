@@ -28,14 +28,11 @@ ACTIVATIONS: tuple[str, ...] = (
 FORWARD_ONLY: tuple[str, ...] = ("step", "sign")
 
 
-# Activations whose derivative the backward takes from the forward output: the output is
-# saved instead of the input. sigmoid and tanh (y(1-y), 1-y^2: no exp or division) only for
+# Activations whose derivative the backward takes from the forward output (the output is
+# saved instead of the input): sigmoid and tanh (y(1-y), 1-y^2: no exp or division) only for
 # float32/float64 outputs, a float16/bfloat16 output is rounded too coarsely for them; relu
 # and leaky_relu with a slope >= 0 in every dtype (the output is > 0 exactly where the input
 # is), which also lets the conv1d vendor path apply them in place.
-GRAD_FROM_OUTPUT: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu")
-
-
 def grad_from_output(act: str, dtype: torch.dtype, alpha: float = 0.01) -> bool:
     """Whether the backward of `act` reads the forward output (mirrors csrc/conv1d.cpp)."""
     if act == "relu" or (act == "leaky_relu" and alpha >= 0):

@@ -102,7 +102,7 @@ def _register() -> None:
         )
 
     # sigmoid, tanh, relu and leaky_relu save their output, the others their input (see
-    # _acts.GRAD_FROM_OUTPUT).
+    # _acts.grad_from_output).
     def _act_setup(ctx, inputs, output):
         x, act, alpha = (*inputs, 0.01)[:3]  # alpha is left out when the caller used its default
         ctx.from_output = grad_from_output(act, x.dtype, alpha)

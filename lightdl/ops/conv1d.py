@@ -190,7 +190,11 @@ def _register() -> None:
         defaults = (None, 1, 0, 1, 1, "identity", 0.01)
         x, weight, bias, stride, padding, dilation, groups, act, alpha = (
             *inputs, *defaults[len(inputs) - 2:])
-        from_output = grad_from_output(act, x.dtype, alpha)
+        # The output only where the vendor path reads act' from it; the direct backward
+        # recomputes the pre-activation, so there the empty second output is kept instead
+        # (holding on to the output would keep it alive for nothing).
+        from_output = (grad_from_output(act, x.dtype, alpha)
+                       and not uses_direct_path(x.shape[1], weight.shape[2], groups))
         saved = output[0] if from_output else output[1]
         ctx.save_for_backward(x, weight, bias, saved)
         ctx.conf = (stride, padding, dilation, groups, act, alpha)

@@ -80,7 +80,7 @@ def _register() -> None:
     def _setup(ctx, inputs, output):
         x, weight, bias, act, alpha = (*inputs, 0.01)[:5]  # alpha left out when defaulted
         # The epilogue's backward works from the pre-activation, or from the output where the
-        # derivative can be read from it (see _acts.GRAD_FROM_OUTPUT).
+        # derivative can be read from it (see _acts.grad_from_output).
         ctx.from_output = grad_from_output(act, x.dtype, alpha)
         ctx.save_for_backward(x, weight, bias, output[0] if ctx.from_output else output[1])
         ctx.act, ctx.alpha = act, alpha
