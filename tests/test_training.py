@@ -76,6 +76,37 @@ def test_classifier_learns_with_each_optimizer_and_scheduler(tmp_path, optimizer
     assert task.test_confusion.shape == (2, 2) and int(task.test_confusion.sum()) == 100
 
 
+def test_epoch_values_are_sample_weighted_means_seen_by_callbacks(tmp_path):
+    # 37 validation rows in batches of 8 (the last one has 5): val/loss must be the mean over
+    # the 37 samples, not over the 5 batch means, and val/acc the accuracy over all rows;
+    # a callback's on_validation_epoch_end (run before the module's) must already see both.
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(37, 4, generator=g), torch.randint(0, 3, (37,), generator=g)
+    train = DataLoader(TensorDataset(x, y), batch_size=8)
+    val = DataLoader(TensorDataset(x, y), batch_size=8)
+    task = Classifier(MLP(4, 3, hidden=[5]), num_classes=3,
+                      optimizer=functools.partial(torch.optim.SGD, lr=0.0))
+    seen = []
+
+    class Watch(L.Callback):
+        def on_validation_epoch_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                seen.append({k: float(trainer.callback_metrics[k]) for k in ("val/loss", "val/acc")})
+
+    t = trainer(tmp_path, max_epochs=2, callbacks=[Watch()])
+    t.fit(task, train, val)
+    with torch.no_grad():
+        logits = task.model(x)
+    loss = F.cross_entropy(logits, y).item()
+    acc = (logits.argmax(1) == y).float().mean().item()
+    assert len(seen) == 2
+    for row in seen:
+        assert row["val/loss"] == pytest.approx(loss, rel=1e-5)
+        assert row["val/acc"] == pytest.approx(acc, rel=1e-6)
+    # lr = 0: the weights never change, so the training epoch's mean equals it too.
+    assert float(t.callback_metrics["train/loss"]) == pytest.approx(loss, rel=1e-5)
+
+
 def test_classifier_reaches_high_accuracy_on_digits(tmp_path):
     torch.manual_seed(0)
     dm = DigitsDataModule(batch_size=64, flatten=True)

@@ -132,8 +132,7 @@ class Classifier(Task):
     def _shared(self, batch: Any, stage: str) -> torch.Tensor:
         loss, probs, y = self._step(batch)
         self.update_metrics(stage, probs, y)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 sync_dist=True, batch_size=len(y))
+        self.accumulate(stage, len(y), loss=loss)
         if stage == "test":
             self.test_confusion_metric.update(probs, y)
         return loss

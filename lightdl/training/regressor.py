@@ -47,8 +47,7 @@ class Regressor(Task):
     def _shared(self, batch: Any, stage: str) -> torch.Tensor:
         loss, pred, y = self._step(batch)
         self.update_metrics(stage, pred, y)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 sync_dist=True, batch_size=len(y))
+        self.accumulate(stage, len(y), loss=loss)
         return loss
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:

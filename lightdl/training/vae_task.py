@@ -65,12 +65,8 @@ class VAETask(Task):
         x, _, _ = unpack(batch)
         recon, kl = self.losses(x)
         loss = (recon + self.beta * kl).mean()
-        n = len(x)
-        log = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
-        self.log(f"{stage}/loss", loss, prog_bar=True, **log)
-        self.log(f"{stage}/recon", recon.mean(), **log)
-        self.log(f"{stage}/kl", kl.mean(), **log)
-        self.log(f"{stage}/elbo", -(recon + kl).mean(), **log)
+        self.accumulate(stage, len(x), loss=loss, recon=recon.mean(), kl=kl.mean(),
+                        elbo=-(recon + kl).mean())
         return loss
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
