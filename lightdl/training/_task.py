@@ -70,6 +70,9 @@ def check_state_dict(own: dict[str, torch.Tensor], loaded: dict[str, torch.Tenso
 # Lightning's default would be per step); the value is the same on every rank, and batch_size=1
 # spares Lightning guessing it from the batch.
 _EPOCH = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+# The Trainer's batch count of each stage's loop (an int, inf, or a list per dataloader).
+_NUM_BATCHES = {"train": "num_training_batches", "val": "num_val_batches",
+                "test": "num_test_batches"}
 
 
 class Task(L.LightningModule):
@@ -151,8 +154,7 @@ class Task(L.LightningModule):
         # logged from every step; the module's epoch-end hook logs what is left (an epoch of
         # unknown length, or one cut short).
         t = self.trainer
-        n = {"train": lambda: t.num_training_batches, "val": lambda: t.num_val_batches,
-             "test": lambda: t.num_test_batches}[stage]()
+        n = getattr(t, _NUM_BATCHES[stage])
         if isinstance(n, list):
             n = n[0] if len(n) == 1 else None
         if not t.sanity_checking and n is not None and batch_idx + 1 == n:
@@ -183,8 +185,8 @@ class Task(L.LightningModule):
 
     def _start_epoch(self, stage: str) -> None:
         # An epoch cut short (max_steps, an interrupt) must not leak into the next one.
-        self._sums.pop(stage, None), self._counts.pop(stage, None)
-        self._metric_queue.pop(stage, None)
+        for kept in (self._sums, self._counts, self._metric_queue):
+            kept.pop(stage, None)
         self._metric_batches[stage] = 0
         metrics = getattr(self, f"{stage}_metrics", None)
         if metrics is not None:
