@@ -131,6 +131,21 @@ TORCH_LIBRARY(lightdl, m) {
       "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
   // ---- end fused_conv1d ----
 
+  // ---- act_pool1d (csrc/cpu/act_pool.cpp, csrc/cuda/act_pool.cu) ----
+  // pool(act(x)) over the last dim of x (N, C, L): pool 'max' or 'avg' (zero padding counted,
+  // divisor kernel_size), window kernel_size, stride, padding <= kernel_size / 2 each side,
+  // floor output length, as F.max_pool1d / F.avg_pool1d. Runs in x's dtype (no autocast rule,
+  // as torch's pooling).
+  m.def(
+      "act_pool1d(Tensor x, str act, str pool, int kernel_size, int stride, int padding, "
+      "float alpha=0.01) -> Tensor");
+  // grad_x: each window's gradient routed to its argmax (max, recomputed from x) or spread
+  // over it (avg), times act'(x).
+  m.def(
+      "act_pool1d_backward(Tensor grad, Tensor x, str act, str pool, int kernel_size, "
+      "int stride, int padding, float alpha) -> Tensor");
+  // ---- end act_pool1d ----
+
   // ---- LSTM / GRU layers (csrc/rnn.cpp) --------------------------------------------------
   // One layer over x (T, B, I) from h0 (B, H) [, c0 (B, H)], gate orders as torch.nn (LSTM
   // i, f, g, o; GRU r, z, n). lengths: CPU int64 (B,); steps t >= lengths[b] keep row b's state

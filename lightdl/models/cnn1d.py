@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightdl import nn as lnn
 from lightdl.models._layers import Conv1dAct, LinearAct, activation
 from lightdl.models._shape import as_shape
 from lightdl.models.init import init_weights
@@ -40,9 +41,17 @@ class _Block(nn.Module):
                               act=act if fuse_act else "identity", fused=fused, alpha=alpha,
                               bias=fuse_act)
         self.norm = nn.BatchNorm1d(c_out) if norm == "batch" else nn.Identity()
-        self.act = nn.Identity() if fuse_act else activation(act, alpha)
-        self.pool = {"max": nn.MaxPool1d, "avg": nn.AvgPool1d}[pool](pool_size) if pool != "none" \
-            else nn.Identity()
+        if pool == "none":
+            self.act = nn.Identity() if fuse_act else activation(act, alpha)
+            self.pool = nn.Identity()
+        elif fused and not fuse_act:
+            # After a norm, the activation fuses into the pooling instead (lightdl.ops.act_pool1d).
+            self.act = nn.Identity()
+            self.pool = {"max": lnn.FusedMaxPool1d, "avg": lnn.FusedAvgPool1d}[pool](
+                pool_size, act=act, alpha=alpha)
+        else:
+            self.act = nn.Identity() if fuse_act else activation(act, alpha)
+            self.pool = {"max": nn.MaxPool1d, "avg": nn.AvgPool1d}[pool](pool_size)
         self._len = (pad, k, stride, dilation, 0 if pool == "none" else pool_size)
 
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
