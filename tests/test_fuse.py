@@ -63,3 +63,24 @@ def test_fuse_a_single_layer_and_keep_training_mode():
     fused = fuse(layer)
     assert isinstance(fused, lnn.FusedLinear) and fused.training
     _same(layer, fused, torch.randn(2, 4))
+
+
+def test_activation_before_a_pool_moves_into_the_fused_pool():
+    model = nn.Sequential(nn.Conv1d(2, 8, 5, padding=2, bias=False), nn.BatchNorm1d(8), nn.ReLU(),
+                          nn.MaxPool1d(2), nn.Conv1d(8, 8, 3), nn.BatchNorm1d(8), nn.SiLU(),
+                          nn.AvgPool1d(3, 2, 1), nn.MaxPool1d(2, ceil_mode=True), nn.MaxPool1d(2))
+    fused = fuse(model)
+    assert [type(m) for m in fused] == [
+        lnn.FusedConv1d, nn.BatchNorm1d, nn.Identity, lnn.FusedMaxPool1d, lnn.FusedConv1d,
+        nn.BatchNorm1d, nn.Identity, lnn.FusedAvgPool1d, nn.MaxPool1d, lnn.FusedMaxPool1d]
+    assert (fused[3].act, fused[7].act, fused[7].stride, fused[7].padding, fused[9].act) == (
+        "relu", "silu", 2, 1, "identity")
+    assert list(fused.state_dict()) == list(model.state_dict())
+    x = torch.randn(4, 2, 50)
+    _same(model, fused, x)
+    model.train()
+    fused.train()
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    model(xa).sum().backward()
+    fused(xb).sum().backward()
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-5, atol=1e-6)

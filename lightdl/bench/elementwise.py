@@ -1,4 +1,4 @@
-"""Benchmark specs of the elementwise ops (activation, bias_act) and fused_linear."""
+"""Benchmark specs of the elementwise ops (activation, bias_act, act_pool) and fused_linear."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import torch
 
 from lightdl.bench.spec import OpSpec, parse_dims, randn, seeded
 from lightdl.ops import (
+    act_pool1d,
+    act_pool1d_reference,
     activation,
     activation_reference,
     bias_act,
@@ -22,6 +24,12 @@ ELEMENTWISE_PRESETS = {
     "16x64x1024": (16, 64, 1024),
     "4096x4096": (4096, 4096),
     "64x256x1024": (64, 256, 1024),
+}
+POOL_PRESETS = {  # N x C x L; af_cnn's blocks first
+    "64x32x60": (64, 32, 60),
+    "64x64x30": (64, 64, 30),
+    "64x64x1000": (64, 64, 1000),
+    "16x128x4096": (16, 128, 4096),
 }
 LINEAR_PRESETS = {  # rows x in_features x out_features
     "64x64x64": (64, 64, 64),
@@ -74,6 +82,21 @@ def _make_bias_act(shape, impl, mode, device, dtype, options):
     return _fwd_or_fwdbwd(fn, [x, b], mode, shape, gen, device, dtype)
 
 
+def _make_act_pool(shape, impl, mode, device, dtype, options):
+    act = options.get("act", "relu")
+    gen = seeded(options.get("seed", 0))
+    x = randn(shape, gen, device, dtype)
+    fn = _impl(lambda t: act_pool1d(t, act, "max", 2),
+               lambda t: act_pool1d_reference(t, act, "max", 2), impl)
+    return _fwd_or_fwdbwd(fn, [x], mode, (*shape[:2], shape[2] // 2), gen, device, dtype)
+
+
+def _act_pool_work(shape, mode, dtype):
+    n, es = math.prod(shape), torch.empty((), dtype=dtype).element_size()
+    # forward: read x, write y (n / 2); backward: read grad (n / 2) and x, write grad_x
+    return 0.0, float(n * es * (1.5 if mode == "fwd" else 4.0))
+
+
 def _elementwise_work(shape, mode, dtype):
     n, es = math.prod(shape), torch.empty((), dtype=dtype).element_size()
     # forward: read x, write y; backward: read grad and x, write grad_x
@@ -124,6 +147,13 @@ BIAS_ACT = OpSpec(
     work=_elementwise_work, bound="memory", impls=("native", "eager", "compile"),
     describe={"native": "lightdl.ops.bias_act", "eager": "act(x + bias)",
               "compile": "torch.compile(act(x + bias))"})
+_POOL_SYNTAX = "N x C x L (e.g. 64x32x60); max pooling, window and stride 2"
+ACT_POOL = OpSpec(
+    name="act_pool", shape_syntax=_POOL_SYNTAX, presets=POOL_PRESETS,
+    parse=lambda s: parse_dims(s, 3, _POOL_SYNTAX), make=_make_act_pool,
+    work=_act_pool_work, bound="memory", impls=("native", "eager", "compile"),
+    describe={"native": "lightdl.ops.act_pool1d", "eager": "F.max_pool1d(act(x), 2)",
+              "compile": "torch.compile(F.max_pool1d(act(x), 2))"})
 _LINEAR_SYNTAX = "rows x in_features x out_features (e.g. 256x1024x1024)"
 LINEAR = OpSpec(
     name="linear", shape_syntax=_LINEAR_SYNTAX, presets=LINEAR_PRESETS,

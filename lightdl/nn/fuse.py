@@ -35,6 +35,26 @@ def _fused_classes() -> dict[type, type]:
     return pairs
 
 
+def _one(v):
+    return v[0] if isinstance(v, (tuple, list)) else v
+
+
+def _swap_pool(pool: nn.Module, act: tuple[str, float] | None) -> nn.Module | None:
+    """FusedMaxPool1d / FusedAvgPool1d for `pool` (taking `act` in), or None where the
+    fused layer lacks one of its options (dilation, ceil_mode, ...)."""
+    from lightdl.nn.pool import FusedAvgPool1d, FusedMaxPool1d
+
+    name, alpha = act if act is not None else ("identity", 0.01)
+    k, s, p = _one(pool.kernel_size), _one(pool.stride), _one(pool.padding)
+    if type(pool) is nn.MaxPool1d:
+        if _one(pool.dilation) != 1 or pool.return_indices or pool.ceil_mode:
+            return None
+        return FusedMaxPool1d(k, s, p, act=name, alpha=alpha)
+    if type(pool) is nn.AvgPool1d and not pool.ceil_mode and pool.count_include_pad:
+        return FusedAvgPool1d(k, s, p, act=name, alpha=alpha)
+    return None
+
+
 def _swap(layer: nn.Module, fused_cls: type, act: tuple[str, float] | None) -> nn.Module:
     """The fused twin of `layer` with the same constructor arguments and weights."""
     p = next(layer.parameters(), None)
@@ -61,13 +81,16 @@ def _swap(layer: nn.Module, fused_cls: type, act: tuple[str, float] | None) -> n
 
 
 def fuse(model: nn.Module, fold_activations: bool = True) -> nn.Module:
-    """A copy of `model` with nn.Linear, nn.Conv1d, nn.LSTM, nn.GRU (and their cells)
-    replaced by lightdl's fused layers, weights copied; the outputs are equal.
+    """A copy of `model` with nn.Linear, nn.Conv1d, nn.LSTM, nn.GRU (and their cells),
+    nn.MaxPool1d and nn.AvgPool1d replaced by lightdl's fused layers, weights copied; the
+    outputs are equal.
 
-    In an nn.Sequential, an activation right after a Linear or Conv1d (ReLU, LeakyReLU,
-    Sigmoid, Tanh, GELU, SiLU) moves into the layer's fused epilogue and its slot becomes
+    In an nn.Sequential, an activation (ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU) right after
+    a Linear or Conv1d moves into the layer's fused epilogue, and one right before a
+    MaxPool1d/AvgPool1d (e.g. after a BatchNorm) into the fused pooling; its slot becomes
     nn.Identity (so indices and state_dict keys do not change). Layers elsewhere are swapped
-    one for one. `model` itself is not modified.
+    one for one; pools with options the fused ones lack (dilation, ceil_mode, return_indices,
+    count_include_pad=False) are kept. `model` itself is not modified.
     """
     model = copy.deepcopy(model)
     pairs = _fused_classes()
@@ -77,6 +100,18 @@ def fuse(model: nn.Module, fold_activations: bool = True) -> nn.Module:
         for i, name in enumerate(names):
             child = module._modules[name]
             if child is None:
+                continue
+            nxt = module._modules[names[i + 1]] if i + 1 < len(names) else None
+            act = _act_of(child)
+            if (fold_activations and isinstance(module, nn.Sequential) and act is not None
+                    and type(nxt) in (nn.MaxPool1d, nn.AvgPool1d)):
+                pool = _swap_pool(nxt, act)  # the activation moves into the pooling
+                if pool is not None:
+                    module._modules[names[i + 1]] = pool
+                    module._modules[name] = nn.Identity()
+                    continue
+            if type(child) in (nn.MaxPool1d, nn.AvgPool1d):
+                module._modules[name] = _swap_pool(child, None) or child
                 continue
             fused_cls = pairs.get(type(child))
             if fused_cls is None:
@@ -98,5 +133,7 @@ def fuse(model: nn.Module, fold_activations: bool = True) -> nn.Module:
 
 def fused_layers(model: nn.Module) -> list[str]:
     """Names of the modules of `model` that are lightdl fused layers (for reports)."""
-    fused = set(_fused_classes().values())
+    from lightdl.nn.pool import FusedAvgPool1d, FusedMaxPool1d
+
+    fused = set(_fused_classes().values()) | {FusedMaxPool1d, FusedAvgPool1d}
     return [n for n, m in model.named_modules() if type(m) in fused]
