@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include <string>
+#include <type_traits>
 
 #include "checks.h"
 #include "pool_math.h"
@@ -18,6 +19,17 @@ inline Pool parse_pool(const std::string& name) {
   if (name == "avg") return Pool::Avg;
   TORCH_CHECK_VALUE(false, "act_pool1d: `pool` must be 'max' or 'avg', got '", name, "'");
   return Pool::Max;  // unreachable
+}
+
+// Runs f(std::integral_constant<Pool, P>) with P = pool: the kernels take it as a template
+// argument, like the activation (LIGHTDL_DISPATCH_ACT).
+template <typename F>
+void dispatch_pool(Pool pool, F&& f) {
+  if (pool == Pool::Max) {
+    f(std::integral_constant<Pool, Pool::Max>{});
+  } else {
+    f(std::integral_constant<Pool, Pool::Avg>{});
+  }
 }
 
 // Checks x (N, C, L) and the window; returns the geometry.

@@ -20,7 +20,6 @@
 
 #include <algorithm>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "../act_pool_args.h"
@@ -152,15 +151,6 @@ void backward_rows(const scalar_t* grad, const scalar_t* x, scalar_t* gx, const 
     for (int64_t j = 0; j < g.L; ++j)
       gxr[j] = static_cast<scalar_t>(buf[j] * scale *
                                      ActMath<A>::grad(static_cast<acc_t>(xr[j]), alpha));
-  }
-}
-
-template <typename F>
-void dispatch_pool(Pool pool, F&& f) {
-  if (pool == Pool::Max) {
-    f(std::integral_constant<Pool, Pool::Max>{});
-  } else {
-    f(std::integral_constant<Pool, Pool::Avg>{});
   }
 }
 

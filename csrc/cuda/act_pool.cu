@@ -16,7 +16,6 @@
 
 #include <cstdint>
 #include <string>
-#include <type_traits>
 
 #include "act_pool_args.h"
 #include "activations.h"
@@ -78,15 +77,6 @@ __global__ void __launch_bounds__(kThreads)
     }
     if (PK == Pool::Avg) s /= static_cast<acc_t>(g.K);
     gx[e] = static_cast<scalar_t>(s * ActMath<A>::grad(static_cast<acc_t>(xr[i]), alpha));
-  }
-}
-
-template <typename F>
-void dispatch_pool(Pool pool, F&& f) {
-  if (pool == Pool::Max) {
-    f(std::integral_constant<Pool, Pool::Max>{});
-  } else {
-    f(std::integral_constant<Pool, Pool::Avg>{});
   }
 }
 

@@ -38,3 +38,14 @@ def check_float(value: object, name: str, op: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{op}: `{name}` must be a number, got {type(value).__name__}")
     return float(value)
+
+
+def check_int(value: object, name: str, op: str, minimum: int) -> int:
+    """An int >= minimum; a 1-tuple is unpacked (nn.Conv1d and nn pooling layers store them)."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{op}: `{name}` must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{op}: `{name}` must be >= {minimum}, got {value}")
+    return value

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from lightdl.ops import _backend
 from lightdl.ops._acts import apply_reference, check_act, grad_from_output
 from lightdl.ops._autograd import register_autograd
-from lightdl.ops._checks import check_float, check_like, check_tensor
+from lightdl.ops._checks import check_float, check_int, check_like, check_tensor
 
 _OP = "fused_conv1d"
 
@@ -43,16 +43,6 @@ def fused_conv1d_reference(
     return apply_reference(F.conv1d(x, weight, bias, stride, padding, dilation, groups), act, alpha)
 
 
-def _int_arg(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, (tuple, list)) and len(value) == 1:  # nn.Conv1d stores 1-tuples
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{_OP}: `{name}` must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{_OP}: `{name}` must be >= {minimum}, got {value}")
-    return value
-
-
 def resolve_padding(padding: int | str | tuple, kernel_size: int, stride: int,
                     dilation: int) -> tuple[int, int]:
     """(left, extra_right): symmetric padding `left` on both sides plus `extra_right` more
@@ -67,7 +57,7 @@ def resolve_padding(padding: int | str | tuple, kernel_size: int, stride: int,
             total = dilation * (kernel_size - 1)
             return total // 2, total - 2 * (total // 2)
         raise ValueError(f"{_OP}: `padding` must be an int, 'same' or 'valid', got {padding!r}")
-    return _int_arg(padding, "padding", 0), 0
+    return check_int(padding, "padding", _OP, 0), 0
 
 
 def _check(x, weight, bias, stride, padding, dilation, groups, act, alpha):
@@ -80,9 +70,9 @@ def _check(x, weight, bias, stride, padding, dilation, groups, act, alpha):
         raise ValueError(f"{_OP}: `weight` must have shape (C_out, C_in / groups, K), got "
                          f"{tuple(weight.shape)}")
     check_like(weight, x, "weight", "x", _OP)
-    stride = _int_arg(stride, "stride", 1)
-    dilation = _int_arg(dilation, "dilation", 1)
-    groups = _int_arg(groups, "groups", 1)
+    stride = check_int(stride, "stride", _OP, 1)
+    dilation = check_int(dilation, "dilation", _OP, 1)
+    groups = check_int(groups, "groups", _OP, 1)
     c_in, c_out, k = x.shape[-2], weight.shape[0], weight.shape[2]
     if c_in % groups or c_out % groups:
         raise ValueError(f"{_OP}: C_in ({c_in}) and C_out ({c_out}) must be divisible by "

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from lightdl.ops import _backend
 from lightdl.ops._acts import apply_reference, check_act
 from lightdl.ops._autograd import register_autograd
-from lightdl.ops._checks import check_float, check_tensor
+from lightdl.ops._checks import check_float, check_int, check_tensor
 
 _OP = "act_pool1d"
 POOLS = ("max", "avg")
@@ -37,16 +37,6 @@ def act_pool1d_reference(x: torch.Tensor, act: str = "identity", pool: str = "ma
     return F.avg_pool1d(y, kernel_size, stride, padding)
 
 
-def _int_arg(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, (tuple, list)) and len(value) == 1:  # nn pooling layers may store 1-tuples
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{_OP}: `{name}` must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{_OP}: `{name}` must be >= {minimum}, got {value}")
-    return value
-
-
 def _check(x, act, pool, kernel_size, stride, padding, alpha):
     check_tensor(x, "x", _OP)
     if x.dim() not in (2, 3):
@@ -54,9 +44,9 @@ def _check(x, act, pool, kernel_size, stride, padding, alpha):
     check_act(act, _OP)
     if pool not in POOLS:
         raise ValueError(f"{_OP}: `pool` must be one of {', '.join(POOLS)}; got {pool!r}")
-    k = _int_arg(kernel_size, "kernel_size", 1)
-    s = k if stride is None else _int_arg(stride, "stride", 1)
-    p = _int_arg(padding, "padding", 0)
+    k = check_int(kernel_size, "kernel_size", _OP, 1)
+    s = k if stride is None else check_int(stride, "stride", _OP, 1)
+    p = check_int(padding, "padding", _OP, 0)
     if 2 * p > k:
         raise ValueError(f"{_OP}: `padding` must be at most kernel_size / 2, got padding={p} "
                          f"for kernel_size={k}")
