@@ -146,6 +146,22 @@ TORCH_LIBRARY(lightdl, m) {
       "int stride, int padding, float alpha) -> Tensor");
   // ---- end act_pool1d ----
 
+  // ---- bn_act_pool1d (csrc/bn_act_pool.cpp) ----
+  // act_pool1d(batch_norm(x)) for x (N, C, L): batch statistics when training (biased
+  // variance), the running ones otherwise; weight/bias per channel (absent: 1 and 0).
+  // Functional: returns (out, mean, var), the statistics it normalised with (float32 for half
+  // types), and leaves the running statistics to the caller.
+  m.def(
+      "bn_act_pool1d(Tensor x, Tensor? weight, Tensor? bias, Tensor? running_mean, "
+      "Tensor? running_var, bool training, float eps, str act, str pool, int kernel_size, "
+      "int stride, int padding, float alpha=0.01) -> (Tensor, Tensor, Tensor)");
+  // -> (grad_x, grad_weight, grad_bias), each empty where output_mask says so.
+  m.def(
+      "bn_act_pool1d_backward(Tensor grad, Tensor x, Tensor? weight, Tensor? bias, Tensor mean, "
+      "Tensor var, bool training, float eps, str act, str pool, int kernel_size, int stride, "
+      "int padding, float alpha, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  // ---- end bn_act_pool1d ----
+
   // ---- LSTM / GRU layers (csrc/rnn.cpp) --------------------------------------------------
   // One layer over x (T, B, I) from h0 (B, H) [, c0 (B, H)], gate orders as torch.nn (LSTM
   // i, f, g, o; GRU r, z, n). lengths: CPU int64 (B,); steps t >= lengths[b] keep row b's state

@@ -41,7 +41,14 @@ class _Block(nn.Module):
                               act=act if fuse_act else "identity", fused=fused, alpha=alpha,
                               bias=fuse_act)
         self.norm = nn.BatchNorm1d(c_out) if norm == "batch" else nn.Identity()
-        if pool == "none":
+        if fused and norm == "batch" and pool != "none":
+            # The norm, the activation and the pooling in one op (lightdl.ops.
+            # batch_norm_act_pool1d); same state_dict keys as the BatchNorm1d it replaces.
+            self.norm = lnn.FusedBatchNorm1d(c_out, act=act, pool=pool, kernel_size=pool_size,
+                                             alpha=alpha)
+            self.act = nn.Identity()
+            self.pool = nn.Identity()
+        elif pool == "none":
             self.act = nn.Identity() if fuse_act else activation(act, alpha)
             self.pool = nn.Identity()
         elif fused and not fuse_act:

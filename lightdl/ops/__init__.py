@@ -9,6 +9,7 @@ from lightdl.ops._backend import BACKENDS, build_info, get_backend, use_backend
 from lightdl.ops.bias_act import activation, activation_reference, bias_act, bias_act_reference
 from lightdl.ops.conv1d import fused_conv1d, fused_conv1d_reference
 from lightdl.ops.linear import fused_linear, fused_linear_reference
+from lightdl.ops.norm import batch_norm_act_pool1d, batch_norm_act_pool1d_reference
 from lightdl.ops.pool import act_pool1d, act_pool1d_reference
 from lightdl.ops.rnn import (
     gru,
@@ -31,6 +32,8 @@ __all__ = [
     "activation_reference",
     "bias_act",
     "bias_act_reference",
+    "batch_norm_act_pool1d",
+    "batch_norm_act_pool1d_reference",
     "build_info",
     "fused_conv1d",
     "fused_conv1d_reference",

@@ -1,0 +1,184 @@
+// Inner loops of lightdl::bn_act_pool1d's batch norm on CPU (table: csrc/cpu/bn_table.h),
+// compiled once per instruction set (csrc/cpu/bn_isa_*.cpp) like act_pool_kernels.h.
+//
+// Per-channel sums run in vector accumulators (GCC vector types, kept in registers): written
+// as scalar loops over lane arrays GCC left them scalar, ~4x slower at af_cnn's row length of
+// 60. A row's last elements (< half a vector) go to a scalar. Every sum runs in an order fixed
+// by the shape, whatever the thread count.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "bn_table.h"
+
+#ifndef LIGHTDL_ISA
+#error "define LIGHTDL_ISA before including bn_kernels.h"
+#endif
+
+namespace lightdl {
+namespace cpu {
+namespace LIGHTDL_ISA {
+namespace {
+
+// GCC vector types as accumulators (as in conv1d_kernels.h): 64 and 32 bytes.
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <typename T>
+struct Vecs {
+  typedef T V __attribute__((vector_size(64)));
+  typedef T H __attribute__((vector_size(32)));
+  typedef T Q __attribute__((vector_size(16)));
+  static constexpr int kV = 64 / static_cast<int>(sizeof(T)), kH = kV / 2, kQ = kV / 4;
+};
+
+template <typename V, typename T>
+inline V load(const T* p) {  // unaligned
+  V v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename V>
+inline auto lanes(const V& v) {
+  auto t = v[0];
+  for (size_t j = 1; j < sizeof(V) / sizeof(v[0]); ++j) t += v[j];
+  return t;
+}
+
+// Sums of one channel in a 64-, a 32- and a 16-byte vector and a scalar (a row's tail).
+template <typename T>
+struct Acc {
+  typename Vecs<T>::V v{};
+  typename Vecs<T>::H h{};
+  typename Vecs<T>::Q q{};
+  T t = T(0);
+  T total() const { return lanes(v) + lanes(h) + lanes(q) + t; }
+};
+
+// acc += f(l) over a row, where f loads (a vector or scalar) at position l: f(tag, l).
+template <typename T, typename F>
+inline void over_row(int64_t L, Acc<T>& acc, F&& f) {
+  using V = typename Vecs<T>::V;
+  using H = typename Vecs<T>::H;
+  using Q = typename Vecs<T>::Q;
+  int64_t l = 0;
+  for (; l + Vecs<T>::kV <= L; l += Vecs<T>::kV) acc.v += f(V{}, l);
+  if (l + Vecs<T>::kH <= L) {
+    acc.h += f(H{}, l);
+    l += Vecs<T>::kH;
+  }
+  if (l + Vecs<T>::kQ <= L) {
+    acc.q += f(Q{}, l);
+    l += Vecs<T>::kQ;
+  }
+  for (; l < L; ++l) acc.t += f(T{}, l);
+}
+
+// The loops below run over the rows in memory order (n outer, channel inner), each channel
+// of the block with its own accumulators: a channel's rows are C * L apart, and walking them
+// channel by channel defeated the prefetcher (~2x slower at af_cnn's sizes).
+template <typename T>
+void stats(const T* __restrict x, int64_t N, int64_t C, int64_t L, int64_t c0, int64_t c1,
+           T* __restrict mean, T* __restrict var) {
+  const T inv_n = T(1) / static_cast<T>(N * L);
+  std::vector<Acc<T>> acc(static_cast<size_t>(c1 - c0));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = c0; c < c1; ++c) {
+      const T* r = x + (n * C + c) * L;
+      over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) { return load<decltype(tag)>(r + l); });
+    }
+  for (int64_t c = c0; c < c1; ++c) {
+    mean[c] = acc[c - c0].total() * inv_n;
+    acc[c - c0] = Acc<T>{};
+  }
+  // A second pass over data still in cache: no cancellation as in E[x^2] - m^2.
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = c0; c < c1; ++c) {
+      const T* r = x + (n * C + c) * L;
+      const T m = mean[c];
+      over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) {
+        const auto d = load<decltype(tag)>(r + l) - m;
+        return d * d;
+      });
+    }
+  for (int64_t c = c0; c < c1; ++c) var[c] = acc[c - c0].total() * inv_n;
+}
+
+template <typename T>
+void affine(const T* __restrict x, T* __restrict z, int64_t C, int64_t L, int64_t r0,
+            int64_t r1, const T* __restrict scale, const T* __restrict shift) {
+  int64_t c = r0 % C;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T a = scale[c], b = shift[c];
+    const T* xr = x + r * L;
+    T* zr = z + r * L;
+    for (int64_t l = 0; l < L; ++l) zr[l] = xr[l] * a + b;
+    if (++c == C) c = 0;
+  }
+}
+
+template <typename T>
+void grad(const T* __restrict dz, const T* __restrict x, T* __restrict gx, int64_t N, int64_t C,
+          int64_t L, int64_t c0, int64_t c1, const T* __restrict mean, const T* __restrict var,
+          const T* __restrict w, T eps, bool training, T* __restrict sums) {
+  const T inv_n = T(1) / static_cast<T>(N * L);
+  const int64_t nc = c1 - c0;
+  std::vector<Acc<T>> acc(static_cast<size_t>(2 * nc));  // sum dz, sum dz (x - m)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t o = (n * C + c) * L;
+      const T *d = dz + o, *xr = x + o;
+      const T m = mean[c];
+      over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) { return load<decltype(tag)>(d + l); });
+      over_row<T>(L, acc[nc + c - c0], [&](auto tag, int64_t l) {
+        using V = decltype(tag);
+        return load<V>(d + l) * (load<V>(xr + l) - m);
+      });
+    }
+  // Per channel: gx = a dz + b x + e (see below).
+  std::vector<T> coef(static_cast<size_t>(3 * nc));
+  for (int64_t c = c0; c < c1; ++c) {
+    const T m = mean[c], inv = T(1) / std::sqrt(var[c] + eps);
+    const T sdz = acc[c - c0].total(), sdzx = acc[nc + c - c0].total() * inv;
+    sums[c] = sdz;  // grad_bias
+    sums[C + c] = sdzx;  // grad_weight: sum dz xhat
+    // training: gx = wi (dz - sdz / n - xhat sdzx / n) = dz wi + x cx + cb, with
+    // cx = -wi inv sdzx / n and cb = -wi sdz / n - m cx;  eval: gx = dz wi.
+    const T wi = (w != nullptr ? w[c] : T(1)) * inv;
+    const T cx = training ? -wi * inv * sdzx * inv_n : T(0);
+    coef[3 * (c - c0)] = wi;
+    coef[3 * (c - c0) + 1] = cx;
+    coef[3 * (c - c0) + 2] = training ? -wi * sdz * inv_n - m * cx : T(0);
+  }
+  if (gx == nullptr) return;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t o = (n * C + c) * L;
+      const T *d = dz + o, *xr = x + o;
+      T* g = gx + o;
+      const T a = coef[3 * (c - c0)], b = coef[3 * (c - c0) + 1], e = coef[3 * (c - c0) + 2];
+      for (int64_t l = 0; l < L; ++l) g[l] = d[l] * a + xr[l] * b + e;
+    }
+}
+
+template <typename T>
+BnTable<T> make_bn_table() {
+  return {&stats<T>, &affine<T>, &grad<T>};
+}
+
+}  // namespace
+
+const BnTable<float>& bn_table_f32() {
+  static const BnTable<float> t = make_bn_table<float>();
+  return t;
+}
+const BnTable<double>& bn_table_f64() {
+  static const BnTable<double> t = make_bn_table<double>();
+  return t;
+}
+
+}  // namespace LIGHTDL_ISA
+}  // namespace cpu
+}  // namespace lightdl
