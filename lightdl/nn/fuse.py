@@ -55,6 +55,28 @@ def _swap_pool(pool: nn.Module, act: tuple[str, float] | None) -> nn.Module | No
     return None
 
 
+def _swap_norm(bn: nn.Module, act: tuple[str, float] | None, pool: nn.Module) -> nn.Module | None:
+    """FusedBatchNorm1d for BatchNorm1d -> [act] -> pool (same state), or None where the
+    pooling has options the fused layers lack."""
+    from lightdl.nn.norm import FusedBatchNorm1d
+
+    if _swap_pool(pool, act) is None:
+        return None
+    name, alpha = act if act is not None else ("identity", 0.01)
+    p = next(bn.parameters(), None)
+    if p is None:
+        p = bn.running_mean
+    kw: dict = {"device": p.device, "dtype": p.dtype} if p is not None else {}
+    new = FusedBatchNorm1d(bn.num_features, bn.eps, bn.momentum, bn.affine,
+                           bn.track_running_stats, act=name,
+                           pool="max" if type(pool) is nn.MaxPool1d else "avg",
+                           kernel_size=_one(pool.kernel_size), stride=_one(pool.stride),
+                           padding=_one(pool.padding), alpha=alpha, **kw)
+    new.load_state_dict(bn.state_dict())
+    new.train(bn.training)
+    return new
+
+
 def _swap(layer: nn.Module, fused_cls: type, act: tuple[str, float] | None) -> nn.Module:
     """The fused twin of `layer` with the same constructor arguments and weights."""
     p = next(layer.parameters(), None)
@@ -87,7 +109,8 @@ def fuse(model: nn.Module, fold_activations: bool = True) -> nn.Module:
 
     In an nn.Sequential, an activation (ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU) right after
     a Linear or Conv1d moves into the layer's fused epilogue, and one right before a
-    MaxPool1d/AvgPool1d (e.g. after a BatchNorm) into the fused pooling; its slot becomes
+    MaxPool1d/AvgPool1d into the fused pooling; a BatchNorm1d followed by a pooling (with or
+    without an activation between) becomes one FusedBatchNorm1d. The slots emptied become
     nn.Identity (so indices and state_dict keys do not change). Layers elsewhere are swapped
     one for one; pools with options the fused ones lack (dilation, ceil_mode, return_indices,
     count_include_pad=False) are kept. `model` itself is not modified.
@@ -102,6 +125,19 @@ def fuse(model: nn.Module, fold_activations: bool = True) -> nn.Module:
             if child is None:
                 continue
             nxt = module._modules[names[i + 1]] if i + 1 < len(names) else None
+            if (fold_activations and isinstance(module, nn.Sequential)
+                    and type(child) is nn.BatchNorm1d):
+                # BatchNorm1d -> [activation] -> pooling: one FusedBatchNorm1d.
+                act = _act_of(nxt) if nxt is not None else None
+                j = i + 2 if act is not None else i + 1
+                pool = module._modules[names[j]] if j < len(names) else None
+                if type(pool) in (nn.MaxPool1d, nn.AvgPool1d):
+                    norm = _swap_norm(child, act, pool)
+                    if norm is not None:
+                        module._modules[name] = norm
+                        for k in range(i + 1, j + 1):
+                            module._modules[names[k]] = nn.Identity()
+                        continue
             act = _act_of(child)
             if (fold_activations and isinstance(module, nn.Sequential) and act is not None
                     and type(nxt) in (nn.MaxPool1d, nn.AvgPool1d)):
@@ -133,7 +169,8 @@ def fuse(model: nn.Module, fold_activations: bool = True) -> nn.Module:
 
 def fused_layers(model: nn.Module) -> list[str]:
     """Names of the modules of `model` that are lightdl fused layers (for reports)."""
+    from lightdl.nn.norm import FusedBatchNorm1d
     from lightdl.nn.pool import FusedAvgPool1d, FusedMaxPool1d
 
-    fused = set(_fused_classes().values()) | {FusedMaxPool1d, FusedAvgPool1d}
+    fused = set(_fused_classes().values()) | {FusedMaxPool1d, FusedAvgPool1d, FusedBatchNorm1d}
     return [n for n, m in model.named_modules() if type(m) in fused]
