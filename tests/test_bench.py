@@ -35,7 +35,8 @@ def test_ops_cli_table_json_and_plot(tmp_path, capsys):
     assert png.is_file() and png.stat().st_size > 1000
 
 
-@pytest.mark.parametrize("op, shape", [("linear", "8x16x4"), ("activation", "3x5")])
+@pytest.mark.parametrize("op, shape", [("linear", "8x16x4"), ("activation", "3x5"),
+                                       ("bn_act_pool", "4x3x10")])
 def test_every_impl_of_an_op_is_checked_and_timed(op, shape):
     result = run_ops([op], [shape], repeats=1, warmup=0, threads=[1], progress=False,
                      modes=["fwd"])

@@ -11,6 +11,7 @@ import torch
 OPS_EPILOG = """shape syntax (--shape, repeatable; default: the op's presets):
   activation, bias_act   N x C or N x C x L                 e.g. 256x4096, 16x64x1024
   act_pool               N x C x L (max pool, window 2)     e.g. 64x32x60
+  bn_act_pool            N x C x L (training-mode batch norm, max pool 2)  e.g. 64x32x60
   linear                 rows x in_features x out_features  e.g. 256x1024x1024
   conv1d                 N,C_in,L,C_out,K[,stride,padding,dilation]  e.g. 64,1,1000,32,7,1,3,1
   lstm, gru              batch,seq,input,hidden             e.g. 64,100,1,32
@@ -44,7 +45,7 @@ def _ops_parser(sub) -> None:
                    help="fwd and/or fwdbwd (repeatable; default both)")
     p.add_argument("--impl", action="append", choices=["native", "eager", "compile", "vendor"],
                    default=None, help="implementations (repeatable; default all the op has)")
-    p.add_argument("--act", default="relu", help="activation of activation/bias_act/act_pool/linear/conv1d")
+    p.add_argument("--act", default="relu", help="activation of activation/bias_act/act_pool/bn_act_pool/linear/conv1d")
     p.add_argument("--threads", type=int, action="append", default=None,
                    help="CPU thread counts, one table block each (repeatable; default current)")
     p.add_argument("--repeats", type=int, default=15, help="timed rounds (median reported)")

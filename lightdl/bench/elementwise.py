@@ -1,4 +1,5 @@
-"""Benchmark specs of the elementwise ops (activation, bias_act, act_pool) and fused_linear."""
+"""Benchmark specs of the elementwise ops (activation, bias_act, act_pool, bn_act_pool) and
+fused_linear."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from lightdl.ops import (
     act_pool1d_reference,
     activation,
     activation_reference,
+    batch_norm_act_pool1d,
+    batch_norm_act_pool1d_reference,
     bias_act,
     bias_act_reference,
     fused_linear,
@@ -91,6 +94,21 @@ def _make_act_pool(shape, impl, mode, device, dtype, options):
     return _fwd_or_fwdbwd(fn, [x], mode, (*shape[:2], shape[2] // 2), gen, device, dtype)
 
 
+def _make_bn_act_pool(shape, impl, mode, device, dtype, options):
+    act = options.get("act", "relu")
+    gen = seeded(options.get("seed", 0))
+    c = shape[1]
+    x = randn(shape, gen, device, dtype)
+    w = randn(c, gen, device, dtype).abs() + 0.5
+    b = randn(c, gen, device, dtype)
+    # Training mode, as in a training step: batch statistics, running ones updated.
+    rm, rv = torch.zeros(c, device=device, dtype=dtype), torch.ones(c, device=device, dtype=dtype)
+    fn = _impl(lambda t, w_, b_: batch_norm_act_pool1d(t, rm, rv, w_, b_, True, act=act),
+               lambda t, w_, b_: batch_norm_act_pool1d_reference(t, rm, rv, w_, b_, True,
+                                                                 act=act), impl)
+    return _fwd_or_fwdbwd(fn, [x, w, b], mode, (*shape[:2], shape[2] // 2), gen, device, dtype)
+
+
 def _act_pool_work(shape, mode, dtype):
     n, es = math.prod(shape), torch.empty((), dtype=dtype).element_size()
     # forward: read x, write y (n / 2); backward: read grad (n / 2) and x, write grad_x
@@ -154,6 +172,14 @@ ACT_POOL = OpSpec(
     work=_act_pool_work, bound="memory", impls=("native", "eager", "compile"),
     describe={"native": "lightdl.ops.act_pool1d", "eager": "F.max_pool1d(act(x), 2)",
               "compile": "torch.compile(F.max_pool1d(act(x), 2))"})
+_BN_SYNTAX = "N x C x L (e.g. 64x32x60); training-mode batch norm, max pooling, window 2"
+BN_ACT_POOL = OpSpec(
+    name="bn_act_pool", shape_syntax=_BN_SYNTAX, presets=POOL_PRESETS,
+    parse=lambda s: parse_dims(s, 3, _BN_SYNTAX), make=_make_bn_act_pool,
+    work=_act_pool_work, bound="memory", impls=("native", "eager", "compile"),
+    describe={"native": "lightdl.ops.batch_norm_act_pool1d",
+              "eager": "F.max_pool1d(act(F.batch_norm(x, training=True)), 2)",
+              "compile": "torch.compile(the eager expression)"})
 _LINEAR_SYNTAX = "rows x in_features x out_features (e.g. 256x1024x1024)"
 LINEAR = OpSpec(
     name="linear", shape_syntax=_LINEAR_SYNTAX, presets=LINEAR_PRESETS,

@@ -20,9 +20,9 @@ TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4, torch.bfloat16: 3e-2, tor
 
 def specs() -> dict[str, OpSpec]:
     """Every op `lightdl bench ops --op` knows, by name."""
-    from lightdl.bench.elementwise import ACT_POOL, ACTIVATION, BIAS_ACT, LINEAR
+    from lightdl.bench.elementwise import ACT_POOL, ACTIVATION, BIAS_ACT, BN_ACT_POOL, LINEAR
 
-    found = {s.name: s for s in (ACTIVATION, BIAS_ACT, ACT_POOL, LINEAR)}
+    found = {s.name: s for s in (ACTIVATION, BIAS_ACT, ACT_POOL, BN_ACT_POOL, LINEAR)}
     for module, names in (("lightdl.bench.conv1d_spec", ("CONV1D",)),
                           ("lightdl.bench.rnn_spec", ("LSTM", "GRU"))):
         try:
