@@ -46,8 +46,8 @@ def activation(act: str, alpha: float = 0.01) -> nn.Module:
     """A standalone activation module (nn.Identity for identity).
 
     Where an activation cannot be fused into the layer before it (it follows a norm layer, a
-    pooling or a torch.nn layer) nor into a pooling after it (CNN1d does that: see
-    lightdl.nn.FusedMaxPool1d), both variants use PyTorch's: on its own our activation op is
+    pooling or a torch.nn layer) nor into a norm + pooling around it (CNN1d does that: see
+    lightdl.nn.FusedBatchNorm1d and FusedMaxPool1d), both variants use PyTorch's: on its own our activation op is
     one elementwise pass like torch's, measured at 0.8x of torch.relu's bandwidth, and its
     Python-registered autograd costs more per call (profiler, af_cnn: ~0.3 ms more per
     conv-BN-act block and step, forward+backward).

@@ -88,8 +88,9 @@ class CNN1d(nn.Module):
         norm: "batch" or "none"; act: activation after each block; pool: "max", "avg" or
         "none" after each block (window and stride `pool_size`).
         global_pool: "avg" or "max" over time (only the valid steps when lengths are given).
-        dropout: before the head; init: weight initialisation; fused: lightdl's fused conv
-        and activation kernels or the torch.nn layers.
+        dropout: before the head; init: weight initialisation; fused: lightdl's fused layers
+        (conv + activation, or BatchNorm + activation + pooling in one FusedBatchNorm1d) or
+        the torch.nn layers; both variants have the same state_dict keys.
     """
 
     def __init__(self, input_shape: int | Sequence[int | None] = 1, num_classes: int = 2,
