@@ -229,6 +229,15 @@ def test_ddp_two_processes_on_cpu_train_and_agree(tmp_path):
     assert "lightdl fit: MLP finished 3 epoch(s)" in proc.stdout
 
 
+def test_sync_batchnorm_with_fused_batchnorm_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = run(["fit", "--config", cfg("af_cnn"), *QUIET, "--trainer.accelerator", "cpu",
+                "--trainer.devices", "1", "--trainer.strategy", "ddp",
+                "--trainer.sync_batchnorm", "true", "--trainer.max_epochs", "1"])
+    assert code == 2
+    assert "sync_batchnorm=True would turn the model's FusedBatchNorm1d" in capsys.readouterr().err
+
+
 def test_bf16_mixed_through_the_cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run(["fit", "--config", cfg("digits_mlp"), "--trainer.precision", "bf16-mixed",

@@ -98,6 +98,20 @@ class Task(L.LightningModule):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return call_model(self.model, x, lengths)
 
+    def setup(self, stage: str) -> None:
+        # Trainer(sync_batchnorm=True) converts every BatchNorm to nn.SyncBatchNorm after this
+        # hook; a FusedBatchNorm1d would lose its activation and pooling without a word.
+        from lightdl.nn.norm import FusedBatchNorm1d
+
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        if getattr(strategy, "_layer_sync", None) is not None and any(
+                isinstance(m, FusedBatchNorm1d) for m in self.modules()):
+            raise ValueError(
+                "sync_batchnorm=True would turn the model's FusedBatchNorm1d layers (BatchNorm "
+                "+ activation + pooling in one op) into plain SyncBatchNorm and drop their "
+                "activation and pooling; build the model with fused: false to synchronise "
+                "BatchNorm statistics across processes")
+
     def _shared(self, batch: Any, stage: str) -> torch.Tensor:
         """Loss of one batch, logging `{stage}/...`; each task defines it."""
         raise NotImplementedError
