@@ -30,8 +30,9 @@ class FusedBatchNorm1d(nn.BatchNorm1d):
 
     Statistics are per process under DDP, as nn.BatchNorm1d's. Not for
     nn.SyncBatchNorm.convert_sync_batchnorm (Lightning's `sync_batchnorm=True`): it would
-    replace this layer with a plain SyncBatchNorm and drop the activation and pooling; use
-    torch.nn layers (`fused=False`) where statistics must be synchronised.
+    replace this layer with a plain SyncBatchNorm and drop the activation and pooling
+    (lightdl's training tasks refuse that combination with a clear error); use torch.nn
+    layers (`fused=False`) where statistics must be synchronised.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
