@@ -231,9 +231,13 @@ def test_ddp_two_processes_on_cpu_train_and_agree(tmp_path):
 
 def test_sync_batchnorm_with_fused_batchnorm_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = run(["fit", "--config", cfg("af_cnn"), *QUIET, "--trainer.accelerator", "cpu",
-                "--trainer.devices", "1", "--trainer.strategy", "ddp",
-                "--trainer.sync_batchnorm", "true", "--trainer.max_epochs", "1"])
+    try:
+        code = run(["fit", "--config", cfg("af_cnn"), *QUIET, "--trainer.accelerator", "cpu",
+                    "--trainer.devices", "1", "--trainer.strategy", "ddp",
+                    "--trainer.sync_batchnorm", "true", "--trainer.max_epochs", "1"])
+    finally:  # the DDP strategy initialised a process group: later tests must not see it
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     assert code == 2
     assert "sync_batchnorm=True would turn the model's FusedBatchNorm1d" in capsys.readouterr().err
 

@@ -77,8 +77,10 @@ inline void over_row(int64_t L, Acc<T>& acc, F&& f) {
 }
 
 // The loops below run over the rows in memory order (n outer, channel inner), each channel
-// of the block with its own accumulators: a channel's rows are C * L apart, and walking them
-// channel by channel defeated the prefetcher (~2x slower at af_cnn's sizes).
+// of the block with its own accumulators: a channel's rows are C * L apart. (Walked channel by
+// channel, these loops took 11% of af_cnn's training step under perf, where x is not in cache;
+// memory order took the fused step's speed-up from 1.24x to 1.34x in one measurement. With x
+// hot in L2 both orders time the same.)
 template <typename T>
 void stats(const T* __restrict x, int64_t N, int64_t C, int64_t L, int64_t c0, int64_t c1,
            T* __restrict mean, T* __restrict var) {
