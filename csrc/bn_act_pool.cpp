@@ -144,7 +144,8 @@ struct Prepared {
   at::Tensor xc, mean, var, scale, shift;  // in the compute type
 };
 
-// x in the compute type, the statistics (batch or running) and the per-channel affine.
+// x in the compute type, the statistics (computed from x when batch_stats, else mean_in and
+// var_in in the compute type) and the per-channel affine.
 Prepared prepare(const at::Tensor& x, const OptTensor& weight, const OptTensor& bias,
                  const at::Tensor& mean_in, const at::Tensor& var_in, bool batch_stats,
                  double eps) {
@@ -156,9 +157,9 @@ Prepared prepare(const at::Tensor& x, const OptTensor& weight, const OptTensor& 
     if (batch_stats) {
       p.mean = at::empty({C}, p.xc.options());
       p.var = at::empty({C}, p.xc.options());
-    } else {  // copies: the returned statistics are the op's own outputs
-      p.mean = mean_in.to(ct, /*non_blocking=*/false, /*copy=*/true).contiguous();
-      p.var = var_in.to(ct, false, true).contiguous();
+    } else {
+      p.mean = as_compute(mean_in, ct);
+      p.var = as_compute(var_in, ct);
     }
     p.scale = at::empty({C}, p.xc.options());
     p.shift = at::empty({C}, p.xc.options());
@@ -183,8 +184,8 @@ Prepared prepare(const at::Tensor& x, const OptTensor& weight, const OptTensor& 
   if (batch_stats) {
     std::tie(p.var, p.mean) = at::var_mean(p.xc, {0, 2}, /*correction=*/0, /*keepdim=*/false);
   } else {
-    p.mean = mean_in.to(ct, false, true).contiguous();
-    p.var = var_in.to(ct, false, true).contiguous();
+    p.mean = as_compute(mean_in, ct);
+    p.var = as_compute(var_in, ct);
   }
   p.scale = at::rsqrt(p.var + eps);
   if (defined(weight)) p.scale = p.scale * weight->to(ct);
@@ -229,8 +230,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_pool1d(
     TORCH_CHECK_VALUE(defined(running_mean) && defined(running_var), op,
                       ": `running_mean` and `running_var` are needed when training=False");
   }
-  const Prepared p = prepare(x, weight, bias, training ? at::Tensor() : *running_mean,
-                             training ? at::Tensor() : *running_var, training, eps);
+  // Eval: copies of the running statistics, which the op returns as its own outputs (the
+  // backward needs them as they were, and outputs may not alias inputs).
+  const auto ct = compute_type(x);
+  const Prepared p = prepare(
+      x, weight, bias, training ? at::Tensor() : running_mean->to(ct, false, /*copy=*/true),
+      training ? at::Tensor() : running_var->to(ct, false, /*copy=*/true), training, eps);
   at::Tensor out = call_act_pool(affine(p), act, pool, kernel_size, stride, padding, alpha);
   if (out.scalar_type() != x.scalar_type()) out = out.to(x.scalar_type());
   return {out, p.mean, p.var};

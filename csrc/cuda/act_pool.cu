@@ -19,19 +19,12 @@
 
 #include "act_pool_args.h"
 #include "activations.h"
+#include "grid.h"
 #include "pool_math.h"
 
 namespace lightdl {
 namespace cuda {
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535LL * 8;
-
-inline int64_t blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b);
-}
 
 template <Act A, Pool PK, typename scalar_t>
 __global__ void __launch_bounds__(kThreads)

@@ -22,18 +22,11 @@
 #include "activations.h"
 #include "conv1d_direct.h"
 #include "conv1d_math.h"
+#include "grid.h"
 
 namespace lightdl {
 namespace cuda {
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535LL * 8;
-
-inline int64_t blocks_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b);
-}
 
 // z = sum_{c,k} w[o, c, k] x[n, c, l s - p + k d], x unpadded (zeros outside [0, L)).
 template <typename scalar_t, typename acc_t>
