@@ -13,10 +13,10 @@
 //   measured 3-20% slower than eager on the large-channel shapes, where eager lets oneDNN add
 //   the bias and reduce its gradient in passes it makes anyway.)
 // The activation derivative is applied once on either path: in the direct backward kernel, to
-// the pre-activation it recomputes in cache (cheaper than writing it forward and reading it
-// back: the direct path is memory-bound; nothing is saved), or by activation_backward on the
-// vendor path, which saves the biased pre-activation (or uses the output: see
-// grad_from_output).
+// the output where grad_from_output (which autograd saves anyway) and otherwise to the
+// pre-activation it recomputes in cache (cheaper than writing it forward and reading it back:
+// no second buffer is saved), or by activation_backward on the vendor path, which saves the
+// biased pre-activation (or uses the output: see grad_from_output).
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>
@@ -153,7 +153,8 @@ std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   if (choose_path(w, groups) == Path::Direct) {
-    // The direct backward recomputes the pre-activation: nothing to save.
+    // The direct backward recomputes the pre-activation (or reads the output): no second
+    // output to save.
     const Conv1dArgs args{stride, padding, dilation};
     at::Tensor out;
     if (x.is_cuda()) {
@@ -216,14 +217,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
   if (path == Path::Direct) {
     const Conv1dArgs args{stride, padding, dilation};
     const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+    // The forward's output, when act' can be read from it (the kernels may then skip
+    // recomputing the pre-activation).
+    const at::Tensor out_saved = from_output ? saved : at::Tensor();
     if (x.is_cuda()) {
 #ifdef LIGHTDL_WITH_CUDA
-      std::tie(gx, gw, gb) = cuda::conv1d_direct_backward(grad, x, w, b, args, a, alpha, output_mask);
+      std::tie(gx, gw, gb) = cuda::conv1d_direct_backward(grad, x, w, b, out_saved, args, a, alpha, output_mask);
 #else
       TORCH_CHECK(false, kBwd, ": built without CUDA");
 #endif
     } else {
-      std::tie(gx, gw, gb) = cpu::conv1d_direct_backward(grad, x, w, b, args, a, alpha, output_mask);
+      std::tie(gx, gw, gb) = cpu::conv1d_direct_backward(grad, x, w, b, out_saved, args, a, alpha, output_mask);
     }
   } else {
     // act' applied once (from the saved biased pre-activation, or the output), then the

@@ -21,11 +21,12 @@ struct Conv1dArgs {
   at::Tensor conv1d_direct_forward(const at::Tensor& x, const at::Tensor& w,                   \
                                    const at::Tensor& b, Conv1dArgs a, Act act, double alpha);  \
   /* (grad_x, grad_w, grad_b) from grad = grad of the forward's output, act' applied to the   \
-     recomputed pre-activation; each undefined unless asked for in mask (grad_b also when b   \
-     is undefined). */                                                                         \
+     recomputed pre-activation, or taken from `saved` = the forward's output where act has a  \
+     *FromOutput variant (undefined: recompute; the CUDA kernel always recomputes); each      \
+     undefined unless asked for in mask (grad_b also when b is undefined). */                  \
   std::tuple<at::Tensor, at::Tensor, at::Tensor> conv1d_direct_backward(                       \
       const at::Tensor& grad, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,   \
-      Conv1dArgs a, Act act, double alpha, std::array<bool, 3> mask);
+      const at::Tensor& saved, Conv1dArgs a, Act act, double alpha, std::array<bool, 3> mask);
 
 namespace cpu {
 LIGHTDL_DECLARE_CONV1D_DIRECT

@@ -298,6 +298,56 @@ def test_weight_gradient_ignores_the_next_channel(path, dtype):
     assert ((gb - want_b).abs() <= 16 * eps * g64.sum((0, 2)).to(dtype)).all()
 
 
+# C_in * K <= 8: the CPU forward's input-stationary tile (AVX-512), every output channel count
+# modulo its 4-channel block, lengths off its 32/16-position block, strides and dilations.
+SMALL_REDUCTION = [
+    dict(N=3, C=1, O=5, K=7, L=77, stride=1, padding=3, dilation=1, groups=1),
+    dict(N=2, C=2, O=9, K=4, L=40, stride=2, padding=1, dilation=2, groups=1),
+    dict(N=2, C=8, O=3, K=1, L=33, stride=3, padding=0, dilation=1, groups=1),
+    dict(N=1, C=1, O=32, K=8, L=1000, stride=1, padding=4, dilation=1, groups=1),
+    dict(N=4, C=1, O=2, K=3, L=5, stride=1, padding=0, dilation=1, groups=1),
+]
+
+
+@pytest.mark.parametrize("path", ["direct"], indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("cfg", SMALL_REDUCTION, ids=lambda c: f"C{c['C']}K{c['K']}O{c['O']}L{c['L']}")
+def test_small_reduction_tile(cfg, dtype, path):
+    for act in ("identity", "relu", "gelu", "sigmoid"):
+        _check(cfg, act, dtype, "cpu")
+
+
+@pytest.mark.parametrize("path", ["direct"], indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("act,alpha", [("relu", 0.0), ("leaky_relu", 0.1), ("leaky_relu", 0.0),
+                                       ("sigmoid", 0.0), ("tanh", 0.0)])
+@pytest.mark.parametrize("shape", [(5, 1, 300, 6, 7), (3, 6, 90, 10, 3)], ids=str)
+def test_direct_backward_from_output_matches_recompute(shape, act, alpha, dtype, path):
+    """act' read from the saved output (what autograd passes) against the recomputed
+    pre-activation (an empty `saved`): the same gradients, exactly for relu / leaky_relu."""
+    n, c, length, o, k = shape
+    x, w, b = signal((n, c, length), dtype), signal((o, c, k), dtype), signal((o,), dtype)
+    out = torch.ops.lightdl.fused_conv1d(x, w, b, 1, k // 2, 1, 1, act, alpha)[0]
+    g = signal(out.shape, dtype)
+    bwd = torch.ops.lightdl.fused_conv1d_backward
+    args = (1, k // 2, 1, 1, act, alpha, [True, True, True])
+    from_out = bwd(g, x, w, b, out, *args)
+    recomputed = bwd(g, x, w, b, x.new_empty(0), *args)
+    if act in ("relu", "leaky_relu"):
+        for a, e in zip(from_out, recomputed, strict=True):
+            assert torch.equal(a, e)
+        return
+    # sigmoid' = y (1 - y), tanh' = 1 - y^2 from the rounded output: a few eps off act' itself
+    # (absolute), so each gradient is within a few eps of its sum of |terms|.
+    cfg = dict(stride=1, padding=k // 2, dilation=1, groups=1)
+    _, gxb, gwb = _bounds(x, w, b, g, cfg)
+    gbb = g.double().abs().sum((0, 2))
+    eps = torch.finfo(dtype).eps
+    for name, a, e, bound in zip(("x", "weight", "bias"), from_out, recomputed, (gxb, gwb, gbb),
+                                 strict=True):
+        assert ((a - e).double().abs() <= 16 * eps * bound + 1e-300).all(), name
+
+
 @pytest.mark.parametrize("path", ["vendor"], indirect=True)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("act,alpha", [("relu", 0.01), ("leaky_relu", 0.1), ("leaky_relu", 0.0),
@@ -324,20 +374,24 @@ def test_vendor_path_applies_relu_in_place(act, alpha, dtype, path):
 
 @pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
 @pytest.mark.parametrize("act", ["relu", "sigmoid", "gelu"])
-def test_autograd_keeps_only_what_the_backward_reads(act, path):
-    """The direct backward recomputes the pre-activation: autograd keeps no output or
-    pre-activation for it. The vendor backward reads the output (relu, sigmoid) or the
-    pre-activation (gelu), which autograd keeps."""
-    x = signal((2, 3, 30)).requires_grad_()
-    w = signal((4, 3, 5)).requires_grad_()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_autograd_keeps_only_what_the_backward_reads(act, path, dtype):
+    """Both backwards read act' from the output where they can (relu; sigmoid in float32):
+    autograd keeps the output itself. Otherwise the direct backward recomputes the
+    pre-activation and keeps nothing (gelu; bfloat16 sigmoid; bfloat16 relu, whose output
+    the CPU kernel would first have to convert), and the vendor backward keeps the
+    pre-activation."""
+    x = signal((2, 3, 30), dtype).requires_grad_()
+    w = signal((4, 3, 5), dtype).requires_grad_()
     y = fused_conv1d(x, w, None, padding=2, act=act)
     kept = y.grad_fn.saved_tensors[3]
-    if path == "direct":
+    from_output = grad_from_output(act, dtype) and (path == "vendor" or dtype == torch.float32)
+    if from_output:
+        assert kept.data_ptr() == y.data_ptr()  # the output itself, no copy
+    elif path == "direct":
         assert kept.numel() == 0
     else:
-        assert kept.shape == y.shape
-        if act != "gelu":
-            assert kept.data_ptr() == y.data_ptr()  # the output itself, no copy
+        assert kept.shape == y.shape and kept.data_ptr() != y.data_ptr()
 
 
 def test_dispatch_rule():

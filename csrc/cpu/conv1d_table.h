@@ -18,14 +18,15 @@ struct Conv1dTable {
   // be null.
   void (*fwd[kNumActs])(const T* xph, const T* w, const T* b, T* out, const Conv1dGeom& g,
                         int64_t o0, int64_t o1, T alpha);
-  // Batch elements [n0, n1), the whole backward in one pass over `grad` (N, O, Lo): the
-  // pre-activation row is recomputed in L1 (cheaper than storing it forward and reading it
-  // back), gz = grad * act'(z + b), then gb_acc[o] += sum gz, gw_acc[o, c, k] += gz . x
-  // (each null when not wanted) and, when gx is not null, gx[n] (C, L) = conv^T(gz).
+  // Batch elements [n0, n1), the whole backward in one pass over `grad` (N, O, Lo):
+  // gz = grad * act'(z + b) with the pre-activation row z recomputed in L1, or, for the
+  // *FromOutput acts, gz = grad * act'(y) from the forward's output `saved` (N, O, Lo; null
+  // otherwise); then gb_acc[o] += sum gz, gw_acc[o, c, k] += gz . x (each null when not
+  // wanted) and, when gx is not null, gx[n] (C, L) = conv^T(gz).
   // Scratch: gxph (C * S * Lph) and zrow (4 * Lo).
-  void (*bwd[kNumActs])(const T* grad, const T* xph, const T* w, const T* b, T* gx, T* gw_acc,
-                        T* gb_acc, T* gxph, T* zrow, const Conv1dGeom& g, int64_t n0,
-                        int64_t n1, T alpha);
+  void (*bwd[kNumActs])(const T* grad, const T* xph, const T* w, const T* b, const T* saved,
+                        T* gx, T* gw_acc, T* gb_acc, T* gxph, T* zrow, const Conv1dGeom& g,
+                        int64_t n0, int64_t n1, T alpha);
 };
 
 const Conv1dTable<float>& conv1d_table_f32();

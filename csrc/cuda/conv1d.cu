@@ -177,7 +177,8 @@ at::Tensor conv1d_direct_forward(const at::Tensor& x_in, const at::Tensor& w_in,
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv1d_direct_backward(
     const at::Tensor& grad_in, const at::Tensor& x_in, const at::Tensor& w_in,
-    const at::Tensor& b_in, Conv1dArgs a, Act act, double alpha, std::array<bool, 3> mask) {
+    const at::Tensor& b_in, const at::Tensor& /*saved: unused, the kernel recomputes*/,
+    Conv1dArgs a, Act act, double alpha, std::array<bool, 3> mask) {
   c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor grad = grad_in.contiguous(), x = x_in.contiguous(), w = w_in.contiguous();
   const at::Tensor b = b_in.defined() ? b_in.contiguous() : at::Tensor();
