@@ -119,6 +119,33 @@ inline void tile_row(const typename Vec64<T>::type (&acc)[2], T (&row)[kLT<T>]) 
   std::memcpy(row + kVL<T>, &acc[1], sizeof(acc[1]));
 }
 
+// Bias, activation and the store of nb rows x lt positions of a tile. A full row gets the
+// bias added to its vectors, is stored, and the activation runs over it in place (in L1):
+// copied out to an array on the stack first, as before, the signal shape's forward took a
+// third longer.
+template <Act A, typename T>
+inline void store_tile(const typename Vec64<T>::type (&acc)[kOB][2], const T* __restrict b,
+                       T* __restrict out, int64_t Lo, int64_t o, int64_t nb, int64_t l0,
+                       int64_t lt, T alpha) {
+  using V = typename Vec64<T>::type;
+#pragma GCC unroll 4  // a compile-time index keeps acc in registers
+  for (int ob = 0; ob < kOB; ++ob) {
+    if (ob >= nb) break;
+    const T bb = b != nullptr ? b[o + ob] : T(0);
+    T* orow = out + (o + ob) * Lo + l0;
+    if (lt == kLT<T>) {
+      const V v0 = acc[ob][0] + bb, v1 = acc[ob][1] + bb;
+      std::memcpy(orow, &v0, sizeof(V));
+      std::memcpy(orow + kVL<T>, &v1, sizeof(V));
+      for (int j = 0; j < kLT<T>; ++j) orow[j] = ActMath<A>::fwd(orow[j], alpha);
+    } else {
+      T row[kLT<T>];
+      tile_row<T>(acc[ob], row);
+      for (int64_t j = 0; j < lt; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
+    }
+  }
+}
+
 // A tile of kOB channels, computed in full and stored for its first lt <= kLT positions (the
 // input buffer has the slack that the loads past a row's end need, see phased()).
 template <Act A, typename T>
@@ -127,17 +154,7 @@ inline void fwd_full_tile(const T* __restrict xph, const T* __restrict w, const 
                           int64_t l0, int64_t lt, T alpha) {
   typename Vec64<T>::type acc[kOB][2];
   tile_full_vec<T>(xph, w, g, taps, o, l0, acc);
-  for (int ob = 0; ob < kOB; ++ob) {
-    const T bb = b != nullptr ? b[o + ob] : T(0);
-    T* orow = out + (o + ob) * g.Lo + l0;
-    T row[kLT<T>];
-    tile_row<T>(acc[ob], row);
-    if (lt == kLT<T>) {
-      for (int j = 0; j < kLT<T>; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
-    } else {
-      for (int64_t j = 0; j < lt; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
-    }
-  }
+  store_tile<A, T>(acc, b, out, g.Lo, o, kOB, l0, lt, alpha);
 }
 
 // Few input taps (C * K <= kRegTaps: the signal case, one channel and K = 7): the
@@ -145,8 +162,9 @@ inline void fwd_full_tile(const T* __restrict xph, const T* __restrict w, const 
 // loaded into registers once and reused by every output channel, whose weights come in as
 // broadcast operands; the sums run over (c, k) in the same order as tile_full_vec's. The
 // general tile above reloads the input for every tap and 4 channels, and at C * K = 7 its
-// per-tile overhead (zeroing, the short tap loop, the epilogue) dominated: 1.95 ms for the
-// signal shape's forward, 1.1 ms with this tile (standalone harness, 1 thread).
+// per-tile overhead (zeroing, the short tap loop, the epilogue) dominated: the signal shape's
+// forward kernel took 1.08-1.31 ms, 0.68-0.89 ms with this tile (standalone harness, 1
+// thread, interleaved).
 // Needs 32 vector registers (AVX-512): with AVX2's 16 the inputs would spill.
 #ifndef LIGHTDL_ISA_ZMM
 #define LIGHTDL_ISA_ZMM 0
@@ -213,30 +231,6 @@ inline void reg_taps_tile(const typename Vec64<T>::type (&xv)[kRegTaps][2], cons
       acc[ob][0] += wv * xv[i][0];
       acc[ob][1] += wv * xv[i][1];
     }
-}
-
-// Bias, activation and the store of nb rows x lt positions of a tile.
-template <Act A, typename T>
-inline void store_tile(const typename Vec64<T>::type (&acc)[kOB][2], const T* __restrict b,
-                       T* __restrict out, int64_t Lo, int64_t o, int64_t nb, int64_t l0,
-                       int64_t lt, T alpha) {
-  using V = typename Vec64<T>::type;
-#pragma GCC unroll 4  // a compile-time index keeps acc in registers
-  for (int ob = 0; ob < kOB; ++ob) {
-    if (ob >= nb) break;
-    const T bb = b != nullptr ? b[o + ob] : T(0);
-    T* orow = out + (o + ob) * Lo + l0;
-    if (lt == kLT<T>) {
-      const V v0 = acc[ob][0] + bb, v1 = acc[ob][1] + bb;
-      std::memcpy(orow, &v0, sizeof(V));
-      std::memcpy(orow + kVL<T>, &v1, sizeof(V));
-      for (int j = 0; j < kLT<T>; ++j) orow[j] = ActMath<A>::fwd(orow[j], alpha);
-    } else {
-      T row[kLT<T>];
-      tile_row<T>(acc[ob], row);
-      for (int64_t j = 0; j < lt; ++j) orow[j] = ActMath<A>::fwd(row[j] + bb, alpha);
-    }
-  }
 }
 
 template <Act A, typename T>
