@@ -37,19 +37,41 @@ LIGHTDL_HD float bits_to_float(int32_t i) {
   return f;
 }
 
+// exp and tanh_parts are written once for a lane type F: float, or a GCC vector of floats
+// for the CPU kernels that vectorise by hand (csrc/cpu/vec16.h, which specialises Lanes for
+// it): the same constants and operations, lane by lane. Lanes<F> holds the few operations
+// spelled differently for vectors; splat(c) is c in every lane.
+template <typename F>
+struct Lanes;
+
+template <>
+struct Lanes<float> {
+  using Int = int32_t;
+  static LIGHTDL_HD Int to_int(float x) { return static_cast<int32_t>(x); }  // truncates
+  static LIGHTDL_HD float to_float(Int n) { return static_cast<float>(n); }
+  static LIGHTDL_HD float from_bits(Int i) { return bits_to_float(i); }
+};
+
+template <typename F>
+LIGHTDL_HD F splat(float c) {
+  return F{} + c;
+}
+
 // exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2/2; Cephes expf polynomial.
-LIGHTDL_HD float exp(float x) {
+template <typename F>
+LIGHTDL_HD F exp_lanes(F x) {
+  using L = Lanes<F>;
   // Clamped so that 2^n stays a normal float; exp(88) ~ 1.7e38 stands in for overflow, which
   // only ever meets a division (sigmoid, tanh), where the result is the same.
-  x = x > 88.f ? 88.f : x;
-  x = x < -87.3365447505531f ? -87.3365447505531f : x;
-  float fn = x * 1.44269504088896341f + (x >= 0.f ? 0.5f : -0.5f);
-  int32_t n = static_cast<int32_t>(fn);  // truncation of x/ln2 +- 0.5 = round
-  float nf = static_cast<float>(n);
-  float r = x - nf * 0.693359375f;       // ln2 split in two for an exact product
+  x = x > 88.f ? splat<F>(88.f) : x;
+  x = x < -87.3365447505531f ? splat<F>(-87.3365447505531f) : x;
+  const F fn = x * 1.44269504088896341f + (x >= 0.f ? splat<F>(0.5f) : splat<F>(-0.5f));
+  const typename L::Int n = L::to_int(fn);  // truncation of x/ln2 +- 0.5 = round
+  const F nf = L::to_float(n);
+  F r = x - nf * 0.693359375f;  // ln2 split in two for an exact product
   r = r - nf * -2.12194440e-4f;
-  float r2 = r * r;
-  float p = 1.9875691500e-4f;
+  const F r2 = r * r;
+  F p = splat<F>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
@@ -57,26 +79,30 @@ LIGHTDL_HD float exp(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r2 + r + 1.0f;
   // n is in [-126, 127] after the clamps above, so the exponent field never wraps.
-  return p * bits_to_float((n + 127) << 23);
+  return p * L::from_bits((n + 127) << 23);
 }
+
+LIGHTDL_HD float exp(float x) { return exp_lanes(x); }
 
 // tanh and erf: odd/even rational minimax fits on a clamped range (the ones Eigen and XLA use
 // for float); one division, no exp, <= 4.3e-7 relative error over all floats (checked
 // against float64 in tests/test_bias_act.py).
 // tanh(x) = num / den with den > 0, for callers that share one division among several
 // quotients (the LSTM/GRU gates, csrc/rnn_math.h).
-LIGHTDL_HD void tanh_parts(float x, float& num, float& den) {
-  x = x > 7.90531110763549805f ? 7.90531110763549805f : x;  // tanh is +-1 in float beyond
-  x = x < -7.90531110763549805f ? -7.90531110763549805f : x;
-  const float z = x * x;
-  float p = -2.76076847742355e-16f;
+template <typename F>
+LIGHTDL_HD void tanh_parts(F x, F& num, F& den) {
+  constexpr float kMax = 7.90531110763549805f;  // tanh is +-1 in float beyond
+  x = x > kMax ? splat<F>(kMax) : x;
+  x = x < -kMax ? splat<F>(-kMax) : x;
+  const F z = x * x;
+  F p = splat<F>(-2.76076847742355e-16f);
   p = p * z + 2.00018790482477e-13f;
   p = p * z - 8.60467152213735e-11f;
   p = p * z + 5.12229709037114e-08f;
   p = p * z + 1.48572235717979e-05f;
   p = p * z + 6.37261928875436e-04f;
   p = p * z + 4.89352455891786e-03f;
-  float q = 1.19825839466702e-06f;
+  F q = splat<F>(1.19825839466702e-06f);
   q = q * z + 1.18534705686654e-04f;
   q = q * z + 2.26843463243900e-03f;
   q = q * z + 4.89352518554385e-03f;

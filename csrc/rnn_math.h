@@ -85,21 +85,32 @@ LIGHTDL_HD void gru_bwd(T r, T z, T n, T hn, T h_prev, T dh, T& dxr, T& dxz, T& 
 // arguments are clamped to >= -29 so that the product stays finite (sigmoid(-29) = 2.5e-13,
 // an absolute error far below float's resolution at the gates' scale); the result is within
 // a few ulp of the separate divisions.
-LIGHTDL_HD float sigmoid_den(float x) { return 1.f + fm::exp(x < -29.f ? 29.f : -x); }
+// F: float, or a GCC vector of floats (csrc/cpu/vec16.h; see fm::Lanes).
+template <typename F>
+LIGHTDL_HD F sigmoid_den(F x) {
+  return 1.f + fm::exp_lanes(x < -29.f ? fm::splat<F>(29.f) : -x);
+}
 
-LIGHTDL_HD void lstm_fwd_cpu(float& i, float& f, float& g, float& o, float c_prev, float& c_new,
-                             float& h_new) {
-  const float ai = sigmoid_den(i), af = sigmoid_den(f), ao = sigmoid_den(o);
-  float pg, qg;
+template <typename F>
+LIGHTDL_HD void lstm_fwd_lanes(F& i, F& f, F& g, F& o, F c_prev, F& c_new, F& h_new) {
+  const F ai = sigmoid_den(i), af = sigmoid_den(f), ao = sigmoid_den(o);
+  F pg, qg;
   fm::tanh_parts(g, pg, qg);
-  const float a_if = ai * af, a_oq = ao * qg;
-  const float r = 1.f / (a_if * a_oq);
+  const F a_if = ai * af, a_oq = ao * qg;
+  const F r = 1.f / (a_if * a_oq);
   i = af * a_oq * r;
   f = ai * a_oq * r;
   o = a_if * qg * r;
   g = pg * a_if * ao * r;
   c_new = f * c_prev + i * g;
-  h_new = o * tanh(c_new);
+  F pc, qc;
+  fm::tanh_parts(c_new, pc, qc);
+  h_new = o * (pc / qc);
+}
+
+LIGHTDL_HD void lstm_fwd_cpu(float& i, float& f, float& g, float& o, float c_prev, float& c_new,
+                             float& h_new) {
+  lstm_fwd_lanes(i, f, g, o, c_prev, c_new, h_new);
 }
 
 LIGHTDL_HD void gru_fwd_cpu(float xr, float xz, float xn, float hr, float hz, float hn,

@@ -11,6 +11,16 @@
 #include "../rnn_math.h"
 #include "rnn_rows.h"
 
+// LIGHTDL_RNN_VEC16 (set by the AVX-512 build): the float LSTM forward row in 16-lane vectors.
+#ifndef LIGHTDL_RNN_VEC16
+#define LIGHTDL_RNN_VEC16 0
+#endif
+#if LIGHTDL_RNN_VEC16
+#include <type_traits>
+
+#include "vec16.h"
+#endif
+
 #ifndef LIGHTDL_ISA
 #error "define LIGHTDL_ISA before including rnn_rows_kernels.h"
 #endif
@@ -31,7 +41,26 @@ inline bool active(const int64_t* len, int64_t t, int64_t b) { return len == nul
 template <typename T, bool Live>
 void lstm_fwd_row(T* __restrict g, const T* __restrict bias, T* __restrict c, T* __restrict h,
                   T* __restrict y, T* __restrict cs, int64_t H) {
-  for (int64_t j = 0; j < H; ++j) {
+  int64_t j = 0;
+#if LIGHTDL_RNN_VEC16
+  if constexpr (std::is_same_v<T, float>) {  // 16 hidden units at a time, by hand (vec16.h)
+    for (; j + 16 <= H; j += 16) {
+      f32x16 i = load16(g + j) + load16(bias + j), f = load16(g + H + j) + load16(bias + H + j),
+             gg = load16(g + 2 * H + j) + load16(bias + 2 * H + j),
+             o = load16(g + 3 * H + j) + load16(bias + 3 * H + j), cn, hn;
+      const f32x16 cp = load16(c + j);
+      rnn_math::lstm_fwd_lanes(i, f, gg, o, cp, cn, hn);
+      store16(g + j, i), store16(g + H + j, f), store16(g + 2 * H + j, gg),
+          store16(g + 3 * H + j, o);
+      if constexpr (Live) {
+        store16(cs + j, cn), store16(c + j, cn), store16(h + j, hn), store16(y + j, hn);
+      } else {
+        store16(cs + j, cp), store16(y + j, f32x16{});
+      }
+    }
+  }
+#endif
+  for (; j < H; ++j) {
     T i = g[j] + bias[j], f = g[H + j] + bias[H + j], gg = g[2 * H + j] + bias[2 * H + j],
       o = g[3 * H + j] + bias[3 * H + j], cn, hn;
     const T cp = c[j];
