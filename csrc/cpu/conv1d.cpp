@@ -147,14 +147,9 @@ at::Tensor conv1d_direct_forward(const at::Tensor& x, const at::Tensor& w, const
     const T* wp = wc.const_data_ptr<T>();
     const T* bp = bc.defined() ? bc.const_data_ptr<T>() : nullptr;
     T* op = out.mutable_data_ptr<T>();
-    const int64_t R = g.S * g.Lph;
     const int64_t blocks = (g.O + kOutBlock - 1) / kOutBlock;
     at::parallel_for(0, g.N * blocks, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t n = t / blocks, o0 = (t % blocks) * kOutBlock;
-        fn(xp + n * g.C * R, wp, bp, op + n * g.O * g.Lo, g, o0, std::min(g.O, o0 + kOutBlock),
-           static_cast<T>(alpha));
-      }
+      fn(xp, wp, bp, op, g, t0, t1, kOutBlock, static_cast<T>(alpha));
     });
   });
   return out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type());

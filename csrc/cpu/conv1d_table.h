@@ -14,10 +14,10 @@ namespace cpu {
 
 template <typename T>
 struct Conv1dTable {
-  // One batch element, output channels [o0, o1): out (O, Lo) = act(conv(x, w) + b); b may
-  // be null.
+  // out (N, O, Lo) = act(conv(x, w) + b) for the tasks [t0, t1) of (batch element n, block
+  // of `block` output channels), task t = n * ceil(O / block) + block index; b may be null.
   void (*fwd[kNumActs])(const T* xph, const T* w, const T* b, T* out, const Conv1dGeom& g,
-                        int64_t o0, int64_t o1, T alpha);
+                        int64_t t0, int64_t t1, int64_t block, T alpha);
   // Batch elements [n0, n1), the whole backward in one pass over `grad` (N, O, Lo):
   // gz = grad * act'(z + b) with the pre-activation row z recomputed in L1, or, for the
   // *FromOutput acts, gz = grad * act'(y) from the forward's output `saved` (N, O, Lo; null
