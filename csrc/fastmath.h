@@ -38,7 +38,7 @@ LIGHTDL_HD float bits_to_float(int32_t i) {
 }
 
 // exp and tanh_parts are written once for a lane type F: float, or a GCC vector of floats
-// for the CPU kernels that vectorise by hand (csrc/cpu/vec16.h, which specialises Lanes for
+// for the CPU kernels that vectorise by hand (csrc/cpu/vec64.h, which specialises Lanes for
 // it): the same constants and operations, lane by lane. Lanes<F> holds the few operations
 // spelled differently for vectors; splat(c) is c in every lane.
 template <typename F>

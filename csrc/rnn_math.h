@@ -85,7 +85,7 @@ LIGHTDL_HD void gru_bwd(T r, T z, T n, T hn, T h_prev, T dh, T& dxr, T& dxz, T& 
 // arguments are clamped to >= -29 so that the product stays finite (sigmoid(-29) = 2.5e-13,
 // an absolute error far below float's resolution at the gates' scale); the result is within
 // a few ulp of the separate divisions.
-// F: float, or a GCC vector of floats (csrc/cpu/vec16.h; see fm::Lanes).
+// F: float, or a GCC vector of floats (csrc/cpu/vec64.h; see fm::Lanes).
 template <typename F>
 LIGHTDL_HD F sigmoid_den(F x) {
   return 1.f + fm::exp_lanes(x < -29.f ? fm::splat<F>(29.f) : -x);

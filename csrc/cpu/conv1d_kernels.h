@@ -19,6 +19,7 @@
 
 #include "../activations.h"
 #include "conv1d_table.h"
+#include "vec64.h"
 
 #ifndef LIGHTDL_ISA
 #error "define LIGHTDL_ISA before including conv1d_kernels.h"
@@ -64,26 +65,8 @@ inline void fwd_tile_part(const T* __restrict xph, const T* __restrict w, const 
     }
 }
 
-// Full tiles and the reductions below use GCC vector types (64-byte vectors: one AVX-512
-// register, two AVX2 ones, four SSE ones) as accumulators, which the compiler keeps in
-// registers. (As plain arrays they lived on the stack, and zeroing them per tile took a fifth
-// of the forward's time; the reductions ran 4-7x slower.)
-// (GCC notes that passing 64-byte vectors by value changes the ABI without AVX-512; these
-// functions have internal linkage and are inlined, so no ABI is involved.)
-#pragma GCC diagnostic ignored "-Wpsabi"
-template <typename T>
-struct Vec64 {
-  typedef T type __attribute__((vector_size(64)));
-};
-template <typename T>
-constexpr int kVL = 64 / static_cast<int>(sizeof(T));  // lanes per vector
-
-template <typename T>
-inline typename Vec64<T>::type load_vec(const T* p) {  // unaligned
-  typename Vec64<T>::type v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
+// Full tiles and the reductions below keep their accumulators in 64-byte GCC vectors
+// (vec64.h), which the compiler keeps in registers.
 
 // A full tile: kOB x kLT accumulators as kOB x 2 vectors. Same sums in the same (c, k) order
 // as fwd_tile_part; the forward and the backward's recomputation both use this function for
@@ -176,29 +159,23 @@ template <typename T>
 struct RegTaps {
   int64_t ck = 0;              // C * K <= kRegTaps
   int64_t off[kRegTaps] = {};  // offset of tap (c, k) = i in a phased batch element
-  int64_t o0 = 0;              // first output channel of w
-  std::vector<T> w;            // weights of channels [o0, o1) as rows of kRegTaps, zero-padded
+  std::vector<T> w;            // weights as rows of kRegTaps, zero-padded (O rounded to kOB)
 };
 
-template <typename T>
 inline bool reg_taps_fit(const Conv1dGeom& g) {
   return kUseRegTaps && g.C * g.K <= kRegTaps;
 }
 
-// For output channels [o0, o1); the weight rows are rounded up to a multiple of kOB.
 template <typename T>
-RegTaps<T> reg_taps(const T* w, const Conv1dGeom& g, const int64_t* taps, int64_t o0,
-                    int64_t o1) {
+RegTaps<T> reg_taps(const T* w, const Conv1dGeom& g, const int64_t* taps) {
   RegTaps<T> r;
   r.ck = g.C * g.K;
-  r.o0 = o0;
   const int64_t R = g.S * g.Lph;
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t k = 0; k < g.K; ++k) r.off[c * g.K + k] = c * R + taps[k];
-  const int64_t rows = (o1 - o0 + kOB - 1) / kOB * kOB;
+  const int64_t rows = (g.O + kOB - 1) / kOB * kOB;
   r.w.assign(static_cast<size_t>(rows * kRegTaps), T(0));
-  for (int64_t o = o0; o < o1; ++o)
-    std::copy_n(w + o * r.ck, r.ck, r.w.data() + (o - o0) * kRegTaps);
+  for (int64_t o = 0; o < g.O; ++o) std::copy_n(w + o * r.ck, r.ck, r.w.data() + o * kRegTaps);
   return r;
 }
 
@@ -221,7 +198,7 @@ template <typename T>
 inline void reg_taps_tile(const typename Vec64<T>::type (&xv)[kRegTaps][2], const RegTaps<T>& rt,
                           int64_t o, typename Vec64<T>::type (&acc)[kOB][2]) {
   using V = typename Vec64<T>::type;
-  const T* wo = rt.w.data() + (o - rt.o0) * kRegTaps;
+  const T* wo = rt.w.data() + o * kRegTaps;
   for (int ob = 0; ob < kOB; ++ob) acc[ob][0] = acc[ob][1] = V{};
 #pragma GCC unroll 8
   for (int i = 0; i < kRegTaps; ++i)
@@ -287,8 +264,8 @@ void fwd(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
          T* __restrict out, const Conv1dGeom& g, int64_t t0, int64_t t1, int64_t block,
          T alpha) {
   const std::vector<int64_t> taps = tap_offsets(g);
-  const bool use_rt = reg_taps_fit<T>(g);
-  const RegTaps<T> rt = use_rt ? reg_taps(w, g, taps.data(), 0, g.O) : RegTaps<T>{};
+  const bool use_rt = reg_taps_fit(g);
+  const RegTaps<T> rt = use_rt ? reg_taps(w, g, taps.data()) : RegTaps<T>{};
   const int64_t blocks = (g.O + block - 1) / block, R = g.S * g.Lph;
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t n = t / blocks, o0 = (t % blocks) * block, o1 = std::min(g.O, o0 + block);
@@ -506,8 +483,8 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
   // act' from the pre-activation, recomputed here, or (the *FromOutput acts) from the saved
   // output (N, O, Lo).
   constexpr bool kRecompute = A != Act::Identity && !kGradFromOutput<A>;
-  const bool use_rt = kRecompute && reg_taps_fit<T>(g);
-  const RegTaps<T> rt = use_rt ? reg_taps(w, g, taps.data(), 0, g.O) : RegTaps<T>{};
+  const bool use_rt = kRecompute && reg_taps_fit(g);
+  const RegTaps<T> rt = use_rt ? reg_taps(w, g, taps.data()) : RegTaps<T>{};
   std::vector<int64_t> phase(taps.size()), shift(taps.size());  // tap k = phase * Lph + shift
   for (size_t k = 0; k < taps.size(); ++k) {
     phase[k] = (static_cast<int64_t>(k) * g.D) % g.S;

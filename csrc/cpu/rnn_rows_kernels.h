@@ -11,14 +11,15 @@
 #include "../rnn_math.h"
 #include "rnn_rows.h"
 
-// LIGHTDL_RNN_VEC16 (set by the AVX-512 build): the float LSTM forward row in 16-lane vectors.
-#ifndef LIGHTDL_RNN_VEC16
-#define LIGHTDL_RNN_VEC16 0
+// LIGHTDL_ISA_ZMM (set by the AVX-512 build: 32 vector registers): the float LSTM forward
+// row in 16-lane vectors.
+#ifndef LIGHTDL_ISA_ZMM
+#define LIGHTDL_ISA_ZMM 0
 #endif
-#if LIGHTDL_RNN_VEC16
+#if LIGHTDL_ISA_ZMM
 #include <type_traits>
 
-#include "vec16.h"
+#include "vec64.h"
 #endif
 
 #ifndef LIGHTDL_ISA
@@ -42,20 +43,22 @@ template <typename T, bool Live>
 void lstm_fwd_row(T* __restrict g, const T* __restrict bias, T* __restrict c, T* __restrict h,
                   T* __restrict y, T* __restrict cs, int64_t H) {
   int64_t j = 0;
-#if LIGHTDL_RNN_VEC16
-  if constexpr (std::is_same_v<T, float>) {  // 16 hidden units at a time, by hand (vec16.h)
-    for (; j + 16 <= H; j += 16) {
-      f32x16 i = load16(g + j) + load16(bias + j), f = load16(g + H + j) + load16(bias + H + j),
-             gg = load16(g + 2 * H + j) + load16(bias + 2 * H + j),
-             o = load16(g + 3 * H + j) + load16(bias + 3 * H + j), cn, hn;
-      const f32x16 cp = load16(c + j);
+#if LIGHTDL_ISA_ZMM
+  if constexpr (std::is_same_v<T, float>) {  // 16 hidden units at a time, by hand (vec64.h)
+    using V = Vec64<float>::type;
+    for (; j + kVL<float> <= H; j += kVL<float>) {
+      V i = load_vec(g + j) + load_vec(bias + j),
+        f = load_vec(g + H + j) + load_vec(bias + H + j),
+        gg = load_vec(g + 2 * H + j) + load_vec(bias + 2 * H + j),
+        o = load_vec(g + 3 * H + j) + load_vec(bias + 3 * H + j), cn, hn;
+      const V cp = load_vec(c + j);
       rnn_math::lstm_fwd_lanes(i, f, gg, o, cp, cn, hn);
-      store16(g + j, i), store16(g + H + j, f), store16(g + 2 * H + j, gg),
-          store16(g + 3 * H + j, o);
+      store_vec(g + j, i), store_vec(g + H + j, f), store_vec(g + 2 * H + j, gg),
+          store_vec(g + 3 * H + j, o);
       if constexpr (Live) {
-        store16(cs + j, cn), store16(c + j, cn), store16(h + j, hn), store16(y + j, hn);
+        store_vec(cs + j, cn), store_vec(c + j, cn), store_vec(h + j, hn), store_vec(y + j, hn);
       } else {
-        store16(cs + j, cp), store16(y + j, f32x16{});
+        store_vec(cs + j, cp), store_vec(y + j, V{});
       }
     }
   }
