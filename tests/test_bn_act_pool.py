@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import lightdl
 from lightdl.nn import FusedBatchNorm1d
 from lightdl.ops import ACTIVATIONS, FORWARD_ONLY, batch_norm_act_pool1d
+from lightdl.ops._acts import apply_reference
 from lightdl.ops._backend import _C
 from tests.helpers import DEVICES, TOL, signal
 
@@ -59,6 +61,23 @@ def _close(a, ref, dtype, what):
     assert (err <= bound).all(), f"{what}: max err {err.max().item()}"
 
 
+def _near_tie(x, w, b, rm, rv, training, act, k, s, p) -> bool:
+    """Whether some max window's two largest act(z) (float64 reference) differ, but by less
+    than float32 z (computed from float32 statistics, with a shift of order 1) can resolve:
+    the two may then tie or swap, and the window's gradient legitimately goes to either
+    (e.g. two of signal()'s ~1e-4 values a hair apart). Exact ties are fine: both sides take
+    the first. About 40% of random inputs have such a pair somewhere; a swap is rare (none
+    in 400 float16 trials here, one in a CI run: float16, identity, max over 2)."""
+    if k < 2:
+        return False
+    z = F.batch_norm(x.double(), rm.double().clone(), rv.double().clone(), w.double(),
+                     b.double(), training, 0.1, 1e-5)
+    a = F.pad(apply_reference(z, act, 0.01), (p, p), value=float("-inf")).unfold(2, k, s)
+    top = a.topk(2, dim=-1).values
+    gap = top[..., 0] - top[..., 1]
+    return bool(((gap > 0) & (gap < 1e-6 * (1 + top[..., 0].abs()))).any())
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("window", WINDOWS, ids=str)
@@ -67,8 +86,11 @@ def _close(a, ref, dtype, what):
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_matches_reference(act, training, pool, window, dtype, device):
     k, s, p = window
-    x = signal((6, 5, 37), dtype, device)  # 37: windows leave a tail at every stride
     w, b, rm, rv = _params(5, dtype, device)
+    for _ in range(50):  # fresh inputs without max-window near-ties (see _near_tie)
+        x = signal((6, 5, 37), dtype, device)  # 37: windows leave a tail at every stride
+        if pool != "max" or not _near_tie(x, w, b, rm, rv, training, act, k, s, p):
+            break
     grad = signal((6, 5, (37 + 2 * p - k) // s + 1), dtype, device)
     got = _run(x, w, b, rm, rv, training, act, pool, k, s, p, grad, "native")
     ref = _run(x, w, b, rm, rv, training, act, pool, k, s, p, grad, "reference")
