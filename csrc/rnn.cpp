@@ -10,8 +10,8 @@
 // (inference) it keeps neither and the gates live in a ring buffer of one chunk.
 // Backward: the reverse loop runs one pointwise kernel and one GEMM (dh += dG_t W_hh) per
 // step; the weight gradients are large GEMMs over the gate gradients dG of all steps
-// (dW_ih = dG^T X, dW_hh = dG^T H_prev, db = column sums of dG, dx = dG W_ih), issued per
-// chunk of steps while that chunk of dG is still in cache (see chunk_steps).
+// ([dW_ih | dW_hh | db]^T = [X | H_prev | 1]^T dG, dx = dG W_ih), issued per chunk of steps
+// while that chunk of dG is still in cache (see chunk_steps, LeftOperand).
 //
 // float16/bfloat16 inputs are computed in float32 (GEMMs, gates and states), and the returned
 // intermediates stay float32; y, h_T, c_T and the gradients are rounded to the input dtype.
@@ -235,29 +235,47 @@ int64_t chunk_steps(const Dims& d, int64_t G, int64_t es) {
                              std::max<int64_t>(d.T, 1));
 }
 
-// Input side of steps [c0, c0 + n/B): dW_ih += dG^T X, dx = dG W_ih, db += column sums of dG.
-void accumulate_input(at::Tensor& dw, at::Tensor& db, at::Tensor& dx, const at::Tensor& g2,
-                      const at::Tensor& X, const at::Tensor& W, const at::Tensor& ones,
-                      int64_t r0) {
-  const int64_t n = g2.size(0);
-  dw.addmm_(g2.t(), X.narrow(0, r0, n));
-  at::Tensor dxc = dx.narrow(0, r0, n);
-  at::mm_out(dxc, g2, W);
-  db.addmv_(g2.t(), ones.narrow(0, 0, n));
-}
+// The weight and bias gradients of a chunk of steps come from one GEMM per gradient matrix dG:
+// W^T (+)= L^T dG with L = [x_t | h_{t-1} | 1] (whichever parts that dG multiplies), so that the
+// weight and bias gradients of both sides come out of one call, and in this orientation
+// (L^T dG rather than dG^T L, which MKL runs faster at these shapes). Against the former four
+// calls dW_ih += dG^T X, dW_hh += dG^T H, db += dG^T 1 (a memory pass of its own), the LSTM
+// backward op took 4-14% less time on the benchmark shapes at 1 and 2 threads (interleaved in
+// one process), 2% more at batch 64 x hidden 32 on 1 thread; the GRU's 0-10% less. The copy
+// into L is a pass over (I + H) columns of the chunk's rows, which are in cache.
+struct LeftOperand {
+  at::Tensor buf;  // (rows, cols): x at column 0 if with_x, h_{t-1} after it if with_h, then 1
+  int64_t I, H;
+  bool with_x, with_h;
 
-// Hidden side: dW_hh += dG_t^T h_{t-1} over the chunk's steps, h_{-1} = h0 and h_{t-1} =
-// y_{t-1} otherwise (a row past its sequence end has dG = 0, so the zeros y holds there never
-// matter). Y2 is y as (T*B, H).
-void accumulate_hidden(at::Tensor& dw, const at::Tensor& g2, const at::Tensor& H0,
-                       const at::Tensor& Y2, int64_t c0, int64_t B) {
-  const int64_t n = g2.size(0);
-  if (c0 > 0) {
-    dw.addmm_(g2.t(), Y2.narrow(0, (c0 - 1) * B, n));
-    return;
+  LeftOperand(int64_t rows, int64_t I_, int64_t H_, bool x, bool h, const at::TensorOptions& o)
+      : buf(at::ones({rows, (x ? I_ : 0) + (h ? H_ : 0) + 1}, o)), I(I_), H(H_), with_x(x),
+        with_h(h) {}
+
+  // Rows [0, n) for the chunk that starts at step c0: x rows [c0 B, c0 B + n) and h_{t-1}, which
+  // is h0 for t = 0 and y_{t-1} otherwise (a row past its sequence end has dG = 0, so the zeros
+  // y holds there never matter). X is x as (T*B, I), Y2 is y as (T*B, H).
+  at::Tensor fill(const at::Tensor& X, const at::Tensor& H0, const at::Tensor& Y2, int64_t c0,
+                  int64_t B, int64_t n) {
+    at::Tensor L = buf.narrow(0, 0, n);
+    if (with_x) L.narrow(1, 0, I).copy_(X.narrow(0, c0 * B, n));
+    if (with_h) {
+      at::Tensor hp = L.narrow(1, with_x ? I : 0, H);
+      if (c0 > 0) {
+        hp.copy_(Y2.narrow(0, (c0 - 1) * B, n));
+      } else {
+        hp.narrow(0, 0, B).copy_(H0);
+        if (n > B) hp.narrow(0, B, n - B).copy_(Y2.narrow(0, 0, n - B));
+      }
+    }
+    return L;
   }
-  dw.addmm_(g2.narrow(0, 0, B).t(), H0);
-  if (n > B) dw.addmm_(g2.narrow(0, B, n - B).t(), Y2.narrow(0, 0, n - B));
+};
+
+// Rows [r0, r0 + k) of a (cols, G) accumulator of L^T dG, as the (G, k) gradient: always a
+// copy, so that no two returned gradients share memory (autograd may accumulate into one).
+at::Tensor grad_rows(const at::Tensor& acc, int64_t r0, int64_t k) {
+  return acc.narrow(0, r0, k).t().clone(at::MemoryFormat::Contiguous);
 }
 
 // out rows [out_r0, out_r0 + n) = X rows [r0, r0 + n) W_ih^T. (The step kernels add the biases: as
@@ -355,9 +373,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const int64_t K = chunk_steps(d, G, es);
   at::Tensor dG = at::empty({K, d.B, G}, X.options());  // one chunk of steps
   at::Tensor dx = at::empty({d.T * d.B, d.I}, X.options());
-  at::Tensor dw_ih = at::zeros({G, d.I}, X.options()), dw_hh = at::zeros({G, d.H}, X.options());
-  at::Tensor db = at::zeros({G}, X.options());
-  const at::Tensor ones = at::ones({K * d.B}, X.options());
+  // [dW_ih | dW_hh | db]^T, accumulated chunk by chunk.
+  LeftOperand L(K * d.B, d.I, d.H, true, true, X.options());
+  at::Tensor dWt = at::zeros({d.I + d.H + 1, G}, X.options());
   const at::Tensor Y2 = as_compute(y, ct).view({d.T * d.B, d.H});
   const Lengths len(lengths, x.device());
   const void *gp = gates.const_data_ptr(), *csp = cs.const_data_ptr(), *c0p = C0.const_data_ptr(),
@@ -380,13 +398,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       }
     });
     const at::Tensor g2 = dG.narrow(0, 0, c1 - c0).view({-1, G});
-    accumulate_input(dw_ih, db, dx, g2, X, Wih, ones, c0 * d.B);
-    accumulate_hidden(dw_hh, g2, H0, Y2, c0, d.B);
+    const int64_t n = g2.size(0);
+    dWt.addmm_(L.fill(X, H0, Y2, c0, d.B, n).t(), g2);
+    at::Tensor dxc = dx.narrow(0, c0 * d.B, n);
+    at::mm_out(dxc, g2, Wih);
   }
   const auto st = x.scalar_type();
   dx = dx.view({d.T, d.B, d.I});
-  return {as_dtype(dx, st), as_dtype(dh, st),    as_dtype(dc, st),
-          as_dtype(dw_ih, st), as_dtype(dw_hh, st), as_dtype(db, st)};
+  return {as_dtype(dx, st),
+          as_dtype(dh, st),
+          as_dtype(dc, st),
+          as_dtype(grad_rows(dWt, 0, d.I), st),
+          as_dtype(grad_rows(dWt, d.I, d.H), st),
+          as_dtype(dWt[d.I + d.H].clone(), st)};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -464,9 +488,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor dXg = at::empty({K, d.B, G}, X.options());  // one chunk of steps, input side
   at::Tensor dHg = at::empty({K, d.B, G}, X.options());  // and hidden side
   at::Tensor dx = at::empty({d.T * d.B, d.I}, X.options());
-  at::Tensor dw_ih = at::zeros({G, d.I}, X.options()), dw_hh = at::zeros({G, d.H}, X.options());
-  at::Tensor db_ih = at::zeros({G}, X.options()), db_hh = at::zeros({G}, X.options());
-  const at::Tensor ones = at::ones({K * d.B}, X.options());
+  // [dW_ih | db_ih]^T and [dW_hh | db_hh]^T, accumulated chunk by chunk.
+  LeftOperand Lx(K * d.B, d.I, d.H, true, false, X.options());
+  LeftOperand Lh(K * d.B, d.I, d.H, false, true, X.options());
+  at::Tensor dWih_t = at::zeros({d.I + 1, G}, X.options());
+  at::Tensor dWhh_t = at::zeros({d.H + 1, G}, X.options());
   const at::Tensor Y2 = Y.view({d.T * d.B, d.H});
   const Lengths len(lengths, x.device());
   const void *sp = saved.const_data_ptr(), *Yp = Y.const_data_ptr(), *h0p = H0.const_data_ptr(),
@@ -491,14 +517,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     });
     const at::Tensor gx2 = dXg.narrow(0, 0, c1 - c0).view({-1, G});
     const at::Tensor gh2 = dHg.narrow(0, 0, c1 - c0).view({-1, G});
-    accumulate_input(dw_ih, db_ih, dx, gx2, X, Wih, ones, c0 * d.B);
-    accumulate_hidden(dw_hh, gh2, H0, Y2, c0, d.B);
-    db_hh.addmv_(gh2.t(), ones.narrow(0, 0, gh2.size(0)));
+    const int64_t n = gx2.size(0);
+    dWih_t.addmm_(Lx.fill(X, H0, Y2, c0, d.B, n).t(), gx2);
+    dWhh_t.addmm_(Lh.fill(X, H0, Y2, c0, d.B, n).t(), gh2);
+    at::Tensor dxc = dx.narrow(0, c0 * d.B, n);
+    at::mm_out(dxc, gx2, Wih);
   }
   const auto st = x.scalar_type();
   dx = dx.view({d.T, d.B, d.I});
-  return {as_dtype(dx, st),    as_dtype(dh, st),    as_dtype(dw_ih, st),
-          as_dtype(dw_hh, st), as_dtype(db_ih, st), as_dtype(db_hh, st)};
+  return {as_dtype(dx, st),
+          as_dtype(dh, st),
+          as_dtype(grad_rows(dWih_t, 0, d.I), st),
+          as_dtype(grad_rows(dWhh_t, 0, d.H), st),
+          as_dtype(dWih_t[d.I].clone(), st),
+          as_dtype(dWhh_t[d.H].clone(), st)};
 }
 
 }  // namespace
