@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 #include "checks.h"
 #include "cpu/packed_gemm.h"
@@ -244,31 +245,37 @@ int64_t chunk_steps(const Dims& d, int64_t G, int64_t es) {
 // one process), 2% more at batch 64 x hidden 32 on 1 thread; the GRU's 0-10% less. The copy
 // into L is a pass over (I + H) columns of the chunk's rows, which are in cache.
 struct LeftOperand {
-  at::Tensor buf;  // (rows, cols): x at column 0 if with_x, h_{t-1} after it if with_h, then 1
-  int64_t I, H;
+  at::Tensor buf;   // (rows, cols): [x | h_{t-1} | 1], [x | 1] or [h_{t-1} | 1]
+  at::Tensor ones;  // (rows, 1)
   bool with_x, with_h;
 
-  LeftOperand(int64_t rows, int64_t I_, int64_t H_, bool x, bool h, const at::TensorOptions& o)
-      : buf(at::ones({rows, (x ? I_ : 0) + (h ? H_ : 0) + 1}, o)), I(I_), H(H_), with_x(x),
-        with_h(h) {}
+  LeftOperand(int64_t rows, int64_t I, int64_t H, bool x, bool h, const at::TensorOptions& o)
+      : buf(at::empty({rows, (x ? I : 0) + (h ? H : 0) + 1}, o)), ones(at::ones({rows, 1}, o)),
+        with_x(x), with_h(h) {}
 
   // Rows [0, n) for the chunk that starts at step c0: x rows [c0 B, c0 B + n) and h_{t-1}, which
   // is h0 for t = 0 and y_{t-1} otherwise (a row past its sequence end has dG = 0, so the zeros
-  // y holds there never matter). X is x as (T*B, I), Y2 is y as (T*B, H).
+  // y holds there never matter). X is x as (T*B, I), Y2 is y as (T*B, H). One at::cat_out per
+  // block of rows: about half the time of a strided copy_ per part.
   at::Tensor fill(const at::Tensor& X, const at::Tensor& H0, const at::Tensor& Y2, int64_t c0,
                   int64_t B, int64_t n) {
     at::Tensor L = buf.narrow(0, 0, n);
-    if (with_x) L.narrow(1, 0, I).copy_(X.narrow(0, c0 * B, n));
-    if (with_h) {
-      at::Tensor hp = L.narrow(1, with_x ? I : 0, H);
-      if (c0 > 0) {
-        hp.copy_(Y2.narrow(0, (c0 - 1) * B, n));
-      } else {
-        hp.narrow(0, 0, B).copy_(H0);
-        if (n > B) hp.narrow(0, B, n - B).copy_(Y2.narrow(0, 0, n - B));
-      }
-    }
+    const int64_t first = c0 > 0 ? 0 : std::min(B, n);  // rows that take h0
+    if (first > 0) rows(L, 0, first, X.narrow(0, c0 * B, first), H0);
+    if (n > first)
+      rows(L, first, n - first, X.narrow(0, c0 * B + first, n - first),
+           Y2.narrow(0, c0 * B + first - B, n - first));
     return L;
+  }
+
+ private:
+  void rows(at::Tensor& L, int64_t r0, int64_t k, const at::Tensor& x, const at::Tensor& h) {
+    std::vector<at::Tensor> parts;
+    if (with_x) parts.push_back(x);
+    if (with_h) parts.push_back(h);
+    parts.push_back(ones.narrow(0, 0, k));
+    at::Tensor out = L.narrow(0, r0, k);
+    at::cat_out(out, parts, 1);
   }
 };
 
