@@ -64,6 +64,21 @@ def test_matches_reference(act, pool, window, dtype, device):
         assert (err <= bound).all(), f"max err {err.max().item()}"
 
 
+@pytest.mark.parametrize("shape", [(64, 64, 15), (40, 9, 37)], ids=str)
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_tail_rows_gathered_in_runs(pool, k, shape):
+    """Lengths that leave a tail, with enough rows that the CPU kernels gather them in several
+    runs (csrc/cpu/act_pool.cpp, kGather) and over several parallel tasks."""
+    x = signal(shape)
+    grad = signal((*shape[:2], shape[2] // k))
+    y, gx = _native(x, "relu", pool, k, k, 0, grad)
+    ry, rgx = _reference(x, "relu", pool, k, k, 0, grad)
+    torch.testing.assert_close(y, ry, **TOL[torch.float32])
+    torch.testing.assert_close(gx, rgx, **TOL[torch.float32])
+    assert (gx[..., shape[2] // k * k:] == 0).all()  # the tail, read by no window
+
+
 @pytest.mark.parametrize("window", [(2, 2, 0), (3, 2, 1), (4, 3, 2)], ids=str)
 @pytest.mark.parametrize("pool", ["max", "avg"])
 @pytest.mark.parametrize("act", [a for a in ACTIVATIONS if a not in FORWARD_ONLY])

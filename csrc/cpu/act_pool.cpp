@@ -69,6 +69,17 @@ int64_t rows_per_task(const Pool1dGeom& g) {
 
 bool tiled(const Pool1dGeom& g) { return g.S == g.K && g.P == 0; }
 
+// Where L is not a multiple of K, each row ends in a tail that no window reads, so the rows'
+// windows are not one run. Calling the kernels per row ran their scalar remainder loop on every
+// row (af_cnn's third block, 64 x 64 x 15 with K = 2: forward 284 us, backward 487 us, against
+// 33 and 20 us at L = 14); instead the windowed parts of up to kGather elements' worth of rows
+// are copied into one contiguous run, which the kernels then take in one call.
+constexpr int64_t kGather = 4096;
+
+int64_t gather_rows(const Pool1dGeom& g) {
+  return std::max<int64_t>(1, kGather / std::max<int64_t>(g.Lo * g.K, 1));
+}
+
 at::Tensor to_compute(const at::Tensor& t) {
   if (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16)
     return t.to(at::kFloat).contiguous();
@@ -83,8 +94,15 @@ void forward_tiled(const T* x, T* y, const Pool1dGeom& g, Act act, Pool pool, T 
   at::parallel_for(0, g.R, rows_per_task(g), [&](int64_t r0, int64_t r1) {
     if (g.Lo * g.K == g.L) {  // no tail: these rows are one run of windows
       f(x + r0 * g.L, y + r0 * g.Lo, (r1 - r0) * g.Lo, g.K, alpha);
-    } else {
-      for (int64_t r = r0; r < r1; ++r) f(x + r * g.L, y + r * g.Lo, g.Lo, g.K, alpha);
+      return;
+    }
+    // A tail: the windowed part of a few rows is first copied into one run (see kGather).
+    const int64_t W = g.Lo * g.K, sub = gather_rows(g);
+    std::vector<T> xb(static_cast<size_t>(std::min(sub, r1 - r0) * W));
+    for (int64_t a = r0; a < r1; a += sub) {
+      const int64_t b = std::min(r1, a + sub);
+      for (int64_t r = a; r < b; ++r) std::copy_n(x + r * g.L, W, xb.data() + (r - a) * W);
+      f(xb.data(), y + a * g.Lo, (b - a) * g.Lo, g.K, alpha);
     }
   });
 }
@@ -96,10 +114,19 @@ void backward_tiled(const T* grad, const T* x, T* gx, const Pool1dGeom& g, Act a
   at::parallel_for(0, g.R, rows_per_task(g), [&](int64_t r0, int64_t r1) {
     if (g.Lo * g.K == g.L) {
       f(grad + r0 * g.Lo, x + r0 * g.L, gx + r0 * g.L, (r1 - r0) * g.Lo, g.K, alpha);
-    } else {
-      for (int64_t r = r0; r < r1; ++r) {
-        f(grad + r * g.Lo, x + r * g.L, gx + r * g.L, g.Lo, g.K, alpha);
-        std::fill(gx + r * g.L + g.Lo * g.K, gx + (r + 1) * g.L, T(0));  // read by no window
+      return;
+    }
+    // A tail: as in forward_tiled, on runs of a few rows' windowed parts.
+    const int64_t W = g.Lo * g.K, sub = gather_rows(g);
+    const size_t n = static_cast<size_t>(std::min(sub, r1 - r0) * W);
+    std::vector<T> xb(n), gb(n);
+    for (int64_t a = r0; a < r1; a += sub) {
+      const int64_t b = std::min(r1, a + sub);
+      for (int64_t r = a; r < b; ++r) std::copy_n(x + r * g.L, W, xb.data() + (r - a) * W);
+      f(grad + a * g.Lo, xb.data(), gb.data(), (b - a) * g.Lo, g.K, alpha);
+      for (int64_t r = a; r < b; ++r) {
+        std::copy_n(gb.data() + (r - a) * W, W, gx + r * g.L);
+        std::fill(gx + r * g.L + W, gx + (r + 1) * g.L, T(0));  // read by no window
       }
     }
   });
