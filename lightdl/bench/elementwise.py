@@ -31,6 +31,7 @@ ELEMENTWISE_PRESETS = {
 POOL_PRESETS = {  # N x C x L; af_cnn's blocks first
     "64x32x60": (64, 32, 60),
     "64x64x30": (64, 64, 30),
+    "64x64x15": (64, 64, 15),  # the third block: a length the pooling window leaves a tail of
     "64x64x1000": (64, 64, 1000),
     "16x128x4096": (16, 128, 4096),
 }
