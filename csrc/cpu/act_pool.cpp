@@ -80,6 +80,13 @@ int64_t gather_rows(const Pool1dGeom& g) {
   return std::max<int64_t>(1, kGather / std::max<int64_t>(g.Lo * g.K, 1));
 }
 
+// The windowed parts (the first Lo * K elements) of rows [a, b) of x, one after another in buf.
+template <typename T>
+void gather_windows(const T* x, int64_t a, int64_t b, const Pool1dGeom& g, T* buf) {
+  const int64_t W = g.Lo * g.K;
+  for (int64_t r = a; r < b; ++r) std::copy_n(x + r * g.L, W, buf + (r - a) * W);
+}
+
 at::Tensor to_compute(const at::Tensor& t) {
   if (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16)
     return t.to(at::kFloat).contiguous();
@@ -101,7 +108,7 @@ void forward_tiled(const T* x, T* y, const Pool1dGeom& g, Act act, Pool pool, T 
     std::vector<T> xb(static_cast<size_t>(std::min(sub, r1 - r0) * W));
     for (int64_t a = r0; a < r1; a += sub) {
       const int64_t b = std::min(r1, a + sub);
-      for (int64_t r = a; r < b; ++r) std::copy_n(x + r * g.L, W, xb.data() + (r - a) * W);
+      gather_windows(x, a, b, g, xb.data());
       f(xb.data(), y + a * g.Lo, (b - a) * g.Lo, g.K, alpha);
     }
   });
@@ -122,7 +129,7 @@ void backward_tiled(const T* grad, const T* x, T* gx, const Pool1dGeom& g, Act a
     std::vector<T> xb(n), gb(n);
     for (int64_t a = r0; a < r1; a += sub) {
       const int64_t b = std::min(r1, a + sub);
-      for (int64_t r = a; r < b; ++r) std::copy_n(x + r * g.L, W, xb.data() + (r - a) * W);
+      gather_windows(x, a, b, g, xb.data());
       f(grad + a * g.Lo, xb.data(), gb.data(), (b - a) * g.Lo, g.K, alpha);
       for (int64_t r = a; r < b; ++r) {
         std::copy_n(gb.data() + (r - a) * W, W, gx + r * g.L);
