@@ -174,18 +174,20 @@ TORCH_LIBRARY(lightdl, m) {
       "Tensor? b_hh, Tensor? lengths=None, bool save=True) -> "
       "(Tensor, Tensor, Tensor, Tensor, Tensor)");
   // -> (grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias); grad_bias is the gradient
-  // of b_ih and of b_hh alike.
+  // of b_ih and of b_hh alike. With x_grad=False, grad_x is empty (0,) and not computed: a
+  // network's input needs none, and dx = dG W_ih is a GEMM over all steps.
   m.def(
       "lstm_backward(Tensor? grad_y, Tensor? grad_h, Tensor? grad_c, Tensor x, Tensor h0, "
       "Tensor c0, Tensor w_ih, Tensor w_hh, Tensor y, Tensor gates, Tensor cs, "
-      "Tensor? lengths=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor? lengths=None, bool x_grad=True) -> "
+      "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "gru(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "Tensor? lengths=None, bool save=True) -> (Tensor, Tensor, Tensor)");
-  // -> (grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)
+  // -> (grad_x, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh); x_grad as for the LSTM.
   m.def(
       "gru_backward(Tensor? grad_y, Tensor? grad_h, Tensor x, Tensor h0, Tensor w_ih, "
-      "Tensor w_hh, Tensor y, Tensor saved, Tensor? lengths=None) -> "
+      "Tensor w_hh, Tensor y, Tensor saved, Tensor? lengths=None, bool x_grad=True) -> "
       "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // ---- end LSTM / GRU ------------------------------------------------------------------------
 }

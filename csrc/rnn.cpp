@@ -404,7 +404,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm_backward(
     const OptTensor& grad_y, const OptTensor& grad_h, const OptTensor& grad_c, const at::Tensor& x,
     const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih, const at::Tensor& w_hh,
-    const at::Tensor& y, const at::Tensor& gates, const at::Tensor& cs, const OptTensor& lengths) {
+    const at::Tensor& y, const at::Tensor& gates, const at::Tensor& cs, const OptTensor& lengths,
+    bool x_grad) {
   const char* op = "lstm_backward";
   const Dims d = check_layer(op, 4, x, h0, &c0, w_ih, w_hh, std::nullopt, std::nullopt, lengths);
   c10::DeviceGuard guard(x.device());
@@ -425,7 +426,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor gy = defined(grad_y) ? as_compute(*grad_y, ct) : at::Tensor();
   at::Tensor dh = defined(grad_h) ? fresh(*grad_h, ct) : at::zeros({d.B, d.H}, X3.options());
   at::Tensor dc = defined(grad_c) ? fresh(*grad_c, ct) : at::zeros({d.B, d.H}, X3.options());
-  at::Tensor dx = at::empty({d.T, d.B, d.I}, X3.options());
+  at::Tensor dx = at::empty(x_grad ? at::IntArrayRef{d.T, d.B, d.I} : at::IntArrayRef{0},
+                            X3.options());
   const int64_t P = row_block_count(x, d.B);
   const StepGemm recurrent(Whh, (d.B + P - 1) / P);
   // [dW_ih | dW_hh | db]^T per block of rows, summed at the end.
@@ -454,7 +456,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       }
       const at::Tensor g2 = dG.narrow(0, 0, (c1 - c0) * n);
       acc.addmm_(L.fill(X3, H0, Y3, c0, c1, r0, n).t(), g2);
-      input_grad(dx, g2, Wih, c0, c1 - c0, r0, n);
+      if (x_grad) input_grad(dx, g2, Wih, c0, c1 - c0, r0, n);
     }
   });
   dWt = (P > 1 ? dWt.sum(0, true) : dWt)[0];
@@ -519,7 +521,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_backward(
     const OptTensor& grad_y, const OptTensor& grad_h, const at::Tensor& x, const at::Tensor& h0,
     const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& y, const at::Tensor& saved,
-    const OptTensor& lengths) {
+    const OptTensor& lengths, bool x_grad) {
   const char* op = "gru_backward";
   const Dims d = check_layer(op, 3, x, h0, nullptr, w_ih, w_hh, std::nullopt, std::nullopt, lengths);
   c10::DeviceGuard guard(x.device());
@@ -537,7 +539,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor H0 = as_compute(h0, ct), Y3 = as_compute(y, ct);
   const at::Tensor gy = defined(grad_y) ? as_compute(*grad_y, ct) : at::Tensor();
   at::Tensor dh = defined(grad_h) ? fresh(*grad_h, ct) : at::zeros({d.B, d.H}, X3.options());
-  at::Tensor dx = at::empty({d.T, d.B, d.I}, X3.options());
+  at::Tensor dx = at::empty(x_grad ? at::IntArrayRef{d.T, d.B, d.I} : at::IntArrayRef{0},
+                            X3.options());
   const int64_t P = row_block_count(x, d.B);
   const StepGemm recurrent(Whh, (d.B + P - 1) / P);
   // [dW_ih | db_ih]^T and [dW_hh | db_hh]^T per block of rows, summed at the end.
@@ -572,7 +575,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       const at::Tensor gx2 = dXg.narrow(0, 0, m), gh2 = dHg.narrow(0, 0, m);
       acc_x.addmm_(Lx.fill(X3, H0, Y3, c0, c1, r0, n).t(), gx2);
       acc_h.addmm_(Lh.fill(X3, H0, Y3, c0, c1, r0, n).t(), gh2);
-      input_grad(dx, gx2, Wih, c0, c1 - c0, r0, n);
+      if (x_grad) input_grad(dx, gx2, Wih, c0, c1 - c0, r0, n);
     }
   });
   dWih_t = (P > 1 ? dWih_t.sum(0, true) : dWih_t)[0];

@@ -168,11 +168,18 @@ def test_opcheck(kind, lengths):
     if kind == "lstm":
         args = (gy, gh, None, x.detach(), *[s.detach() for s in states],
                 *[p.detach() for p in params[:2]], y, outs[3].detach(), outs[4].detach(), lens)
-        torch.library.opcheck(torch.ops.lightdl.lstm_backward.default, args)
+        backward = torch.ops.lightdl.lstm_backward
     else:
         args = (gy, gh, x.detach(), states[0].detach(), *[p.detach() for p in params[:2]], y,
                 outs[2].detach(), lens)
-        torch.library.opcheck(torch.ops.lightdl.gru_backward.default, args)
+        backward = torch.ops.lightdl.gru_backward
+    torch.library.opcheck(backward.default, args)
+    torch.library.opcheck(backward.default, (*args, False))
+    # Without x's gradient: grad_x is empty, every other gradient the same to the bit.
+    full, lean = backward(*args), backward(*args, False)
+    assert full[0].shape == x.shape and lean[0].shape == (0,)
+    for a, b in zip(full[1:], lean[1:], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -307,8 +307,9 @@ def _register() -> None:
         return x.new_empty((T, B, H)), x.new_empty((B, H)), x.new_empty((B, H)), gates, cs
 
     @torch.library.register_fake("lightdl::lstm_backward")
-    def _(grad_y, grad_h, grad_c, x, h0, c0, w_ih, w_hh, y, gates, cs, lengths=None):
-        return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(c0),
+    def _(grad_y, grad_h, grad_c, x, h0, c0, w_ih, w_hh, y, gates, cs, lengths=None,
+          x_grad=True):
+        return (torch.empty_like(x) if x_grad else x.new_empty((0,)), torch.empty_like(h0), torch.empty_like(c0),
                 torch.empty_like(w_ih), torch.empty_like(w_hh), w_hh.new_empty((w_hh.shape[0],)))
 
     @torch.library.register_fake("lightdl::gru")
@@ -318,9 +319,9 @@ def _register() -> None:
         return x.new_empty((T, B, H)), x.new_empty((B, H)), saved
 
     @torch.library.register_fake("lightdl::gru_backward")
-    def _(grad_y, grad_h, x, h0, w_ih, w_hh, y, saved, lengths=None):
+    def _(grad_y, grad_h, x, h0, w_ih, w_hh, y, saved, lengths=None, x_grad=True):
         G = w_hh.shape[0]
-        return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(w_ih),
+        return (torch.empty_like(x) if x_grad else x.new_empty((0,)), torch.empty_like(h0), torch.empty_like(w_ih),
                 torch.empty_like(w_hh), w_hh.new_empty((G,)), w_hh.new_empty((G,)))
 
     def _lstm_setup(ctx, inputs, output):
@@ -338,10 +339,12 @@ def _register() -> None:
         # them (nobody outside this file sees them) are not propagated.
         _check_saved(ctx, "lstm")
         x, h0, c0, w_ih, w_hh, y, gates, cs, lengths = ctx.saved_tensors
+        # A network's input (the first layer's x) needs no gradient: dx is then not computed.
+        x_grad = ctx.needs_input_grad[0]
         dx, dh0, dc0, dw_ih, dw_hh, db = lib.lstm_backward(
-            grad_y, grad_h, grad_c, x, h0, c0, w_ih, w_hh, y, gates, cs, lengths)
+            grad_y, grad_h, grad_c, x, h0, c0, w_ih, w_hh, y, gates, cs, lengths, x_grad)
         has_ih, has_hh = ctx.has_bias
-        return (dx, dh0, dc0, dw_ih, dw_hh, db if has_ih else None, db if has_hh else None, None)
+        return (dx if x_grad else None, dh0, dc0, dw_ih, dw_hh, db if has_ih else None, db if has_hh else None, None)
 
     register_autograd("lightdl::lstm", _lstm_backward, setup_context=_lstm_setup)
 
@@ -357,10 +360,11 @@ def _register() -> None:
     def _gru_backward(ctx, grad_y, grad_h, _grad_saved):
         _check_saved(ctx, "gru")
         x, h0, w_ih, w_hh, y, saved, lengths = ctx.saved_tensors
+        x_grad = ctx.needs_input_grad[0]
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = lib.gru_backward(
-            grad_y, grad_h, x, h0, w_ih, w_hh, y, saved, lengths)
+            grad_y, grad_h, x, h0, w_ih, w_hh, y, saved, lengths, x_grad)
         has_ih, has_hh = ctx.has_bias
-        return (dx, dh0, dw_ih, dw_hh, db_ih if has_ih else None, db_hh if has_hh else None, None)
+        return (dx if x_grad else None, dh0, dw_ih, dw_hh, db_ih if has_ih else None, db_hh if has_hh else None, None)
 
     register_autograd("lightdl::gru", _gru_backward, setup_context=_gru_setup)
 
