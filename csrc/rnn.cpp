@@ -3,9 +3,10 @@
 //
 // Forward: the input projection x W_ih^T is computed for many steps at once (one GEMM per
 // chunk of steps, see chunk_steps: issued just before the chunk runs, it is still in cache when
-// the steps read it); each step is one recurrent GEMM (at::addmm_out into the preallocated
-// gate buffer, so no allocation per step) and one pointwise kernel (csrc/rnn_kernels.h) called
-// directly on raw pointers. The forward returns, besides (y, h_T, c_T), what the backward
+// the steps read it); each step is one recurrent GEMM (into the preallocated gate buffer, so no
+// allocation per step) and one pointwise kernel (csrc/rnn_kernels.h) called directly on raw
+// pointers. The LSTM on CPU folds the projection into the step's GEMM instead, [x_t | h]
+// (W_ih | W_hh)^T (see fold_input). The forward returns, besides (y, h_T, c_T), what the backward
 // needs: the gate activations of every step and (LSTM) the cell states; with save=False
 // (inference) it keeps neither and the gates live in a ring buffer of one chunk.
 // Backward: the reverse loop runs one pointwise kernel and one GEMM (dh += dG_t W_hh) per
@@ -22,6 +23,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -350,6 +352,19 @@ at::Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::Tensor& like) 
 // ---------------------------------------------------------------------------------------------
 // LSTM
 
+// The LSTM forward on CPU folds the input projection into the per-step GEMM:
+// gates_t = [x_t | h] (W_ih | W_hh)^T, one GEMM per step and block of rows on a (rows, I + H)
+// buffer that each step refills with x_t and h (I + H columns of the block's rows, in cache),
+// in place of x W_ih^T as one GEMM per chunk of steps with h W_hh^T accumulated onto it per
+// step. With few inputs that projection is a thin GEMM (K = I) that writes the whole gate
+// buffer to memory for the steps to read back, and it joins the threads once per chunk.
+// Measured (interleaved in one process, 1 / 2 threads): the forward op took 6-22% less time on
+// the benchmark shapes, training and inference, and 3-19% less with I = H, 4 H and 2 H; one
+// case in twelve read 4% more (32 x 100 x 128 x 128, 2 threads). CUDA keeps the projection (one
+// block, and the refill would be a copy kernel per step).
+bool fold_input(const at::Tensor& x) { return x.is_cpu(); }
+
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
@@ -362,7 +377,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   const int64_t es = dbl ? 8 : 4, G = 4 * d.H;
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
   const at::Tensor WihT = transposed(w_ih, ct), WhhT = transposed(w_hh, ct);
-  const StepGemm recurrent(WhhT, d.B);
 
   // gates[t] = x_t W_ih^T, one GEMM per chunk of K steps (issued just before
   // the chunk's steps, so that they find it in cache); each step adds h W_hh^T in place and
@@ -380,21 +394,50 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   void *gp = gates.data_ptr(), *hp = h.data_ptr(), *cp = c.data_ptr(), *yp = y.data_ptr(),
        *csp = cs.data_ptr();
   const void* bp = bias.const_data_ptr();
-  for (int64_t c0 = 0; c0 < d.T; c0 += K) {
-    const int64_t c1 = std::min(d.T, c0 + K);
-    input_projection(gates2, save ? c0 * d.B : 0, X, WihT, c0 * d.B, (c1 - c0) * d.B);
-    over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
-      const int64_t n = r1 - r0;
+  if (fold_input(x)) {
+    // One GEMM per step and block: [x_t | h] (W_ih | W_hh)^T, from a buffer of the block's rows
+    // that each step refills (see fold_input).
+    const at::Tensor Wcat = at::cat({WihT, WhhT}, 0);  // (I + H, G)
+    const StepGemm step_gemm(Wcat, d.B);
+    const char* xp = static_cast<const char*>(X.const_data_ptr());
+    for_row_blocks(row_block_count(x, d.B), d.B, [&](int64_t, int64_t r0, int64_t r1) {
+      const int64_t n = r1 - r0, W = d.I + d.H;
+      at::Tensor xh = at::empty({n, W}, X.options());
+      char* xhp = static_cast<char*>(xh.data_ptr());
       void* hr = row_ptr(hp, r0, d.H, es);
-      for (int64_t t = c0; t < c1; ++t) {
-        void* gt = rows_at(gp, save ? t : t - c0, r0, d.B, G, es);
-        recurrent(gt, G, hr, d.H, n, true);
+      for (int64_t t = 0; t < d.T; ++t) {
+        const char* xt = xp + (t * d.B + r0) * d.I * es;
+        const char* ht = static_cast<const char*>(hr);
+        for (int64_t r = 0; r < n; ++r) {
+          std::memcpy(xhp + r * W * es, xt + r * d.I * es, d.I * es);
+          std::memcpy(xhp + (r * W + d.I) * es, ht + r * d.H * es, d.H * es);
+        }
+        void* gt = rows_at(gp, save ? t : 0, r0, d.B, G, es);
+        step_gemm(gt, G, xhp, W, n, false);
         k.lstm_fwd(dbl, {gt, bp, row_ptr(cp, r0, d.H, es), hr,
                          rows_at(yp, t, r0, d.B, d.H, es),
                          rows_at(csp, save ? t : 0, r0, d.B, d.H, es),
                          len_rows(len.ptr, r0), t, n, d.H});
       }
     });
+  } else {
+    const StepGemm recurrent(WhhT, d.B);
+    for (int64_t c0 = 0; c0 < d.T; c0 += K) {
+      const int64_t c1 = std::min(d.T, c0 + K);
+      input_projection(gates2, save ? c0 * d.B : 0, X, WihT, c0 * d.B, (c1 - c0) * d.B);
+      over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
+        const int64_t n = r1 - r0;
+        void* hr = row_ptr(hp, r0, d.H, es);
+        for (int64_t t = c0; t < c1; ++t) {
+          void* gt = rows_at(gp, save ? t : t - c0, r0, d.B, G, es);
+          recurrent(gt, G, hr, d.H, n, true);
+          k.lstm_fwd(dbl, {gt, bp, row_ptr(cp, r0, d.H, es), hr,
+                           rows_at(yp, t, r0, d.B, d.H, es),
+                           rows_at(csp, save ? t : 0, r0, d.B, d.H, es),
+                           len_rows(len.ptr, r0), t, n, d.H});
+        }
+      });
+    }
   }
   const auto st = x.scalar_type();
   if (!save) gates = at::empty({0}, X.options()), cs = at::empty({0}, X.options());
