@@ -150,17 +150,17 @@ StepKernels kernels_for(const at::Tensor& x) {
   return {cpu::lstm_fwd_step, cpu::lstm_bwd_step, cpu::gru_fwd_step, cpu::gru_bwd_step};
 }
 
-// Batch entries are independent through the whole sequence, so on CPU the steps of a chunk run
-// on P blocks of rows in parallel, each block with its own small per-step GEMMs (MKL runs
-// single-threaded inside a parallel region) and kernel calls, and one join per chunk of steps.
-// Spreading each step's GEMM and kernel over the threads instead leaves too little work per
-// thread and step: at batch 64 x hidden 32 that ran slower on 2 threads than on 1. The forward's
-// input projection still uses all threads, outside the blocks. The backward runs each block
-// through the whole sequence, weight gradients included: each block accumulates its own
-// [dW | db]^T from its own rows' chunks (single-threaded GEMMs, summed at the end), so the
-// threads never wait for each other. Against a join per chunk for multi-threaded weight
-// GEMMs, the backward op took 6-22% less time for the LSTM, 2-38% for the GRU, on the
-// benchmark shapes at 2 threads (interleaved in one process).
+// Batch entries are independent through the whole sequence, so on CPU the steps run on P
+// blocks of rows in parallel, each block with its own small per-step GEMMs (MKL runs
+// single-threaded inside a parallel region) and kernel calls. Spreading each step's GEMM and
+// kernel over the threads instead leaves too little work per thread and step: at batch 64 x
+// hidden 32 that ran slower on 2 threads than on 1. The LSTM forward (input projection folded
+// into the step, see fold_input) and both backward ops run each block through the whole
+// sequence: in the backward each block accumulates its own [dW | db]^T from its own rows'
+// chunks (single-threaded GEMMs, summed at the end), so the threads never wait for each other.
+// Against a join per chunk for multi-threaded weight GEMMs, the backward op took 6-22% less
+// time for the LSTM, 2-38% for the GRU, on the benchmark shapes at 2 threads (interleaved in
+// one process). The GRU forward still joins once per chunk, after its input projection.
 // One block (one thread, or a small batch, or CUDA) runs the rows [0, B) as one.
 constexpr int64_t kMinRowsPerBlock = 8;
 
