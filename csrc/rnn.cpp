@@ -379,7 +379,6 @@ at::Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::Tensor& like) 
 // block, and the refill would be a copy kernel per step).
 bool fold_input(const at::Tensor& x) { return x.is_cpu(); }
 
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
@@ -393,14 +392,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
   const at::Tensor WihT = transposed(w_ih, ct), WhhT = transposed(w_hh, ct);
 
-  // gates[t] = x_t W_ih^T, one GEMM per chunk of K steps (issued just before
-  // the chunk's steps, so that they find it in cache); each step adds h W_hh^T in place and
-  // the kernel adds b_ih + b_hh and turns it into the activations the backward reads.
-  // Without `save` (inference) the gates live in a ring of K steps that stays in cache, and
-  // the cell states are not kept.
+  // gates[t] = [x_t | h] (W_ih | W_hh)^T per step (fold_input), or x_t W_ih^T as one GEMM per
+  // chunk of K steps (issued just before the chunk's steps, so that they find it in cache) with
+  // h W_hh^T added in place per step; the kernel adds b_ih + b_hh and turns it into the
+  // activations the backward reads. Without `save` (inference) the gates live in a ring of the
+  // steps in flight (one folded, K otherwise) that stays in cache, and the cell states are not
+  // kept.
+  const bool fold = fold_input(x);
   const int64_t K = chunk_steps(d.B, d.T, G, es);
-  at::Tensor gates = at::empty({save ? d.T : std::min(K, d.T), d.B, G}, X.options());
-  at::Tensor gates2 = gates.view({-1, G});
+  at::Tensor gates =
+      at::empty({save ? d.T : (fold ? 1 : std::min(K, d.T)), d.B, G}, X.options());
   const at::Tensor bias = bias_or_zeros(b_ih, G, X) + bias_or_zeros(b_hh, G, X);
   at::Tensor h = fresh(h0, ct), c = fresh(c0, ct);
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
@@ -409,13 +410,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   void *gp = gates.data_ptr(), *hp = h.data_ptr(), *cp = c.data_ptr(), *yp = y.data_ptr(),
        *csp = cs.data_ptr();
   const void* bp = bias.const_data_ptr();
-  if (fold_input(x)) {
+  if (fold) {
     // One GEMM per step and block: [x_t | h] (W_ih | W_hh)^T, from a buffer of the block's rows
     // that each step refills (see fold_input).
     const at::Tensor Wcat = at::cat({WihT, WhhT}, 0);  // (I + H, G)
     const StepGemm step_gemm(Wcat, d.B);
     const char* xp = static_cast<const char*>(X.const_data_ptr());
-    for_row_blocks(row_block_count(x, d.B), d.B, [&](int64_t, int64_t r0, int64_t r1) {
+    over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0, W = d.I + d.H;
       at::Tensor xh = at::empty({n, W}, X.options());
       char* xhp = static_cast<char*>(xh.data_ptr());
@@ -437,6 +438,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     });
   } else {
     const StepGemm recurrent(WhhT, d.B);
+    at::Tensor gates2 = gates.view({-1, G});
     for (int64_t c0 = 0; c0 < d.T; c0 += K) {
       const int64_t c1 = std::min(d.T, c0 + K);
       input_projection(gates2, save ? c0 * d.B : 0, X, WihT, c0 * d.B, (c1 - c0) * d.B);

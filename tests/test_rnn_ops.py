@@ -96,7 +96,7 @@ def test_parallel_row_blocks_match_reference(kind, dtype):
     (csrc/rnn.cpp, over_row_blocks): uneven blocks, variable lengths, forward and backward on
     2 threads against the float64 reference. float32 runs the packed MKL GEMM, float64
     at::addmm. Up to 80 steps: the backward's blocks each run several chunks of steps (at
-    least 512 rows each: 22-27 steps here) and sum their weight gradients."""
+    least 512 rows each: 23-32 steps here) and sum their weight gradients."""
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -309,8 +309,9 @@ def _register() -> None:
     @torch.library.register_fake("lightdl::lstm_backward")
     def _(grad_y, grad_h, grad_c, x, h0, c0, w_ih, w_hh, y, gates, cs, lengths=None,
           x_grad=True):
-        return (torch.empty_like(x) if x_grad else x.new_empty((0,)), torch.empty_like(h0), torch.empty_like(c0),
-                torch.empty_like(w_ih), torch.empty_like(w_hh), w_hh.new_empty((w_hh.shape[0],)))
+        dx = torch.empty_like(x) if x_grad else x.new_empty((0,))
+        return (dx, torch.empty_like(h0), torch.empty_like(c0), torch.empty_like(w_ih),
+                torch.empty_like(w_hh), w_hh.new_empty((w_hh.shape[0],)))
 
     @torch.library.register_fake("lightdl::gru")
     def _(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=None, save=True):
@@ -321,8 +322,9 @@ def _register() -> None:
     @torch.library.register_fake("lightdl::gru_backward")
     def _(grad_y, grad_h, x, h0, w_ih, w_hh, y, saved, lengths=None, x_grad=True):
         G = w_hh.shape[0]
-        return (torch.empty_like(x) if x_grad else x.new_empty((0,)), torch.empty_like(h0), torch.empty_like(w_ih),
-                torch.empty_like(w_hh), w_hh.new_empty((G,)), w_hh.new_empty((G,)))
+        dx = torch.empty_like(x) if x_grad else x.new_empty((0,))
+        return (dx, torch.empty_like(h0), torch.empty_like(w_ih), torch.empty_like(w_hh),
+                w_hh.new_empty((G,)), w_hh.new_empty((G,)))
 
     def _lstm_setup(ctx, inputs, output):
         x, h0, c0, w_ih, w_hh, b_ih, b_hh = inputs[:7]
@@ -344,7 +346,8 @@ def _register() -> None:
         dx, dh0, dc0, dw_ih, dw_hh, db = lib.lstm_backward(
             grad_y, grad_h, grad_c, x, h0, c0, w_ih, w_hh, y, gates, cs, lengths, x_grad)
         has_ih, has_hh = ctx.has_bias
-        return (dx if x_grad else None, dh0, dc0, dw_ih, dw_hh, db if has_ih else None, db if has_hh else None, None)
+        return (dx if x_grad else None, dh0, dc0, dw_ih, dw_hh, db if has_ih else None,
+                db if has_hh else None, None)
 
     register_autograd("lightdl::lstm", _lstm_backward, setup_context=_lstm_setup)
 
@@ -364,7 +367,8 @@ def _register() -> None:
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = lib.gru_backward(
             grad_y, grad_h, x, h0, w_ih, w_hh, y, saved, lengths, x_grad)
         has_ih, has_hh = ctx.has_bias
-        return (dx if x_grad else None, dh0, dw_ih, dw_hh, db_ih if has_ih else None, db_hh if has_hh else None, None)
+        return (dx if x_grad else None, dh0, dw_ih, dw_hh, db_ih if has_ih else None,
+                db_hh if has_hh else None, None)
 
     register_autograd("lightdl::gru", _gru_backward, setup_context=_gru_setup)
 
