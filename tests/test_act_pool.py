@@ -31,6 +31,23 @@ def _reference(x, act, pool, k, s, p, grad):
     return y.detach().to(x.dtype), gx.to(x.dtype)
 
 
+def _near_tie_inputs(x, act, k, s, p, gap):
+    """Input positions read by a max window whose two largest activations (float64) lie within
+    `gap` of each other: there the float32 kernels' activation (a few ulp off, and more in the
+    far tails of gelu/silu, e.g. gelu(-5.4) ~ -1.6e-7) may pick the other element, and the
+    gradient goes to it, which is not an error of the pooling."""
+    with lightdl.ops.use_backend("reference"):
+        a = act_pool1d(x.detach().double(), act, "max", 1, 1, 0)  # act alone
+    windows = F.pad(a, (p, p), value=float("-inf")).unfold(-1, k, s)  # (N, C, Lo, k)
+    top = windows.topk(min(2, k), dim=-1).values
+    ties = (top[..., 0] - top[..., -1] <= gap * (1 + top[..., 0].abs())) if k > 1 else \
+        torch.zeros(top.shape[:-1], dtype=torch.bool, device=x.device)
+    mask = torch.zeros_like(a, dtype=torch.bool)
+    for n, c, j in ties.nonzero().tolist():
+        mask[n, c, max(0, j * s - p):max(0, j * s - p + k)] = True
+    return mask
+
+
 def _native(x, act, pool, k, s, p, grad):
     x = x.detach().requires_grad_()
     y = act_pool1d(x, act, pool, k, s, p)
@@ -61,6 +78,8 @@ def test_matches_reference(act, pool, window, dtype, device):
         tol = TOL[dtype]
         bound = tol["rtol"] * rgx.double().abs() + tol["atol"] * (1 + grad.double().abs().max())
         err = (gx.double() - rgx.double()).abs()
+        if pool == "max" and dtype == torch.float32:
+            err = err.masked_fill(_near_tie_inputs(x, act, k, s, p, 1e-5), 0)
         assert (err <= bound).all(), f"max err {err.max().item()}"
 
 
