@@ -2,6 +2,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma,f16c")
 #define LIGHTDL_ISA isa_avx2
+#define LIGHTDL_RNN_VEC 32  // the LSTM gate math by hand in 8-lane vectors (rnn_rows_kernels.h)
 #include "rnn_rows_kernels.h"
 #else
 #include "rnn_rows.h"

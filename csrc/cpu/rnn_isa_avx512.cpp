@@ -3,7 +3,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,prefer-vector-width=512")
 #define LIGHTDL_ISA isa_avx512
-#define LIGHTDL_ISA_ZMM 1  // 32 vector registers (rnn_rows_kernels.h: the gate math by hand)
+#define LIGHTDL_RNN_VEC 64  // the LSTM gate math by hand in 16-lane vectors (rnn_rows_kernels.h)
 #include "rnn_rows_kernels.h"
 #else
 #include "rnn_rows.h"

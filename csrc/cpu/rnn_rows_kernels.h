@@ -11,12 +11,13 @@
 #include "../rnn_math.h"
 #include "rnn_rows.h"
 
-// LIGHTDL_ISA_ZMM (set by the AVX-512 build: 32 vector registers): the float LSTM forward
-// row in 16-lane vectors.
-#ifndef LIGHTDL_ISA_ZMM
-#define LIGHTDL_ISA_ZMM 0
+// LIGHTDL_RNN_VEC (set per ISA build): the bytes of the vectors in which the float LSTM forward
+// row is written by hand (vec64.h), 64 for AVX-512 and 32 for AVX2; 0 leaves the scalar math to
+// the vectoriser.
+#ifndef LIGHTDL_RNN_VEC
+#define LIGHTDL_RNN_VEC 0
 #endif
-#if LIGHTDL_ISA_ZMM
+#if LIGHTDL_RNN_VEC
 #include <type_traits>
 
 #include "vec64.h"
@@ -43,22 +44,23 @@ template <typename T, bool Live>
 void lstm_fwd_row(T* __restrict g, const T* __restrict bias, T* __restrict c, T* __restrict h,
                   T* __restrict y, T* __restrict cs, int64_t H) {
   int64_t j = 0;
-#if LIGHTDL_ISA_ZMM
-  if constexpr (std::is_same_v<T, float>) {  // 16 hidden units at a time, by hand (vec64.h)
-    using V = Vec64<float>::type;
-    for (; j + kVL<float> <= H; j += kVL<float>) {
-      V i = load_vec(g + j) + load_vec(bias + j),
-        f = load_vec(g + H + j) + load_vec(bias + H + j),
-        gg = load_vec(g + 2 * H + j) + load_vec(bias + 2 * H + j),
-        o = load_vec(g + 3 * H + j) + load_vec(bias + 3 * H + j), cn, hn;
-      const V cp = load_vec(c + j);
+#if LIGHTDL_RNN_VEC
+  if constexpr (std::is_same_v<T, float>) {  // L hidden units at a time
+    using V = typename VecN<float, LIGHTDL_RNN_VEC>::type;
+    constexpr int64_t L = LIGHTDL_RNN_VEC / sizeof(float);
+    for (; j + L <= H; j += L) {
+      V i = load_as<V>(g + j) + load_as<V>(bias + j),
+        f = load_as<V>(g + H + j) + load_as<V>(bias + H + j),
+        gg = load_as<V>(g + 2 * H + j) + load_as<V>(bias + 2 * H + j),
+        o = load_as<V>(g + 3 * H + j) + load_as<V>(bias + 3 * H + j), cn, hn;
+      const V cp = load_as<V>(c + j);
       rnn_math::lstm_fwd_lanes(i, f, gg, o, cp, cn, hn);
-      store_vec(g + j, i), store_vec(g + H + j, f), store_vec(g + 2 * H + j, gg),
-          store_vec(g + 3 * H + j, o);
+      store_as(g + j, i), store_as(g + H + j, f), store_as(g + 2 * H + j, gg),
+          store_as(g + 3 * H + j, o);
       if constexpr (Live) {
-        store_vec(cs + j, cn), store_vec(c + j, cn), store_vec(h + j, hn), store_vec(y + j, hn);
+        store_as(cs + j, cn), store_as(c + j, cn), store_as(h + j, hn), store_as(y + j, hn);
       } else {
-        store_vec(cs + j, cp), store_vec(y + j, V{});
+        store_as(cs + j, cp), store_as(y + j, V{});
       }
     }
   }
