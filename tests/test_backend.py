@@ -95,3 +95,53 @@ def test_cli_rejects_unknown_command():
     r = subprocess.run([sys.executable, "-m", "lightdl.cli", "frobnicate"], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 2 and "unknown command 'frobnicate'" in r.stderr
+
+
+_CONV_LSTM_CHECK = """
+import torch, lightdl
+import torch.nn.functional as F
+from lightdl.nn import FusedLSTM
+assert lightdl.ops._backend._C.cpu_isa() in ("{isa}", "default"), lightdl.ops._backend._C.cpu_isa()
+# Direct conv1d kernels (LIGHTDL_CONV1D_PATH=direct): full and partial tiles, strides, dilation.
+for n, c, l, o, k, s, p, d in ((3, 1, 1000, 32, 7, 1, 3, 1), (2, 5, 77, 6, 3, 2, 1, 1),
+                                (2, 16, 203, 18, 9, 2, 4, 1), (1, 3, 50, 5, 3, 1, 2, 2)):
+    x = torch.randn(n, c, l, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(o, c, k, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(o, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(n, o, (l + 2 * p - d * (k - 1) - 1) // s + 1, dtype=torch.float64)
+    ref = F.relu(F.conv1d(x, w, b, s, p, d))
+    want = torch.autograd.grad(ref, (x, w, b), g)
+    for dt, tol in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
+        xs, ws, bs = (t.detach().to(dt).requires_grad_() for t in (x, w, b))
+        y = lightdl.ops.fused_conv1d(xs, ws, bs, s, p, d, 1, "relu", 0.01)
+        got = torch.autograd.grad(y, (xs, ws, bs), g.to(dt))
+        scale = ref.abs().max().item()
+        assert torch.allclose(y.double(), ref, rtol=tol, atol=tol * scale), ("conv1d", c, dt)
+        for gg, ww in zip(got, want):
+            assert torch.allclose(gg.double(), ww, rtol=tol, atol=tol * ww.abs().max().item()), (
+                "conv1d grad", c, dt)
+# The LSTM time loop: hidden sizes with and without a partial vector of units.
+for hidden in (8, 20, 35):
+    ref = torch.nn.LSTM(3, hidden)
+    fused = FusedLSTM(3, hidden)
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(7, 5, 3)
+    y, _ = fused(x)
+    y_ref, _ = ref(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    y.sum().backward()
+    y_ref.sum().backward()
+    torch.testing.assert_close(fused.weight_hh_l0.grad, ref.weight_hh_l0.grad, rtol=1e-4, atol=1e-4)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(_C is None, reason="compiled extension not built")
+@pytest.mark.parametrize("isa", ["default", "avx2"])
+def test_every_instruction_set_build_of_conv1d_and_lstm(isa):
+    """The direct conv1d kernels and the LSTM step in the SSE2 and AVX2 builds: their vector
+    widths follow the ISA (csrc/cpu/conv1d_kernels.h, rnn_rows_kernels.h)."""
+    r = _python(_CONV_LSTM_CHECK.replace("{isa}", isa), LIGHTDL_CPU_ISA=isa,
+                LIGHTDL_CONV1D_PATH="direct")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"

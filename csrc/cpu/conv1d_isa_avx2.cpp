@@ -2,6 +2,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma,f16c")
 #define LIGHTDL_ISA isa_avx2
+#define LIGHTDL_CONV1D_VEC 32  // one ymm register per vector
 #include "conv1d_kernels.h"
 #else
 #include "conv1d_table.h"

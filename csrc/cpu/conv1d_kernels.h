@@ -25,10 +25,24 @@
 #error "define LIGHTDL_ISA before including conv1d_kernels.h"
 #endif
 
+// LIGHTDL_CONV1D_VEC (set per ISA build): the bytes of the vectors that hold the tiles and
+// partial sums, the ISA's register width: 64 for AVX-512, 32 for AVX2, 16 for the baseline.
+// Wider GCC vectors than the registers are split by the compiler, and with AVX2 the 64-byte
+// tiles went through the stack lane by lane: the signal shape's forward took 22.8 ms against
+// 1.6 ms with AVX-512 and 3.3 ms for oneDNN (AMD EPYC, 1 thread).
+#ifndef LIGHTDL_CONV1D_VEC
+#define LIGHTDL_CONV1D_VEC 16
+#endif
+
 namespace lightdl {
 namespace cpu {
 namespace LIGHTDL_ISA {
 namespace {
+
+template <typename T>
+using VecT = typename VecN<T, LIGHTDL_CONV1D_VEC>::type;  // one register
+template <typename T>
+constexpr int kLanes = LIGHTDL_CONV1D_VEC / static_cast<int>(sizeof(T));
 
 // conv1d_tap for every k, computed once per call: its division and modulo cost more than a
 // whole tap of the inner loop.
@@ -38,10 +52,10 @@ inline std::vector<int64_t> tap_offsets(const Conv1dGeom& g) {
   return taps;
 }
 
-// Forward register tile: OB output channels x LT output positions. 4 x 32 floats are eight
-// 512-bit accumulators (sixteen 256-bit ones): every input vector loaded is used OB times.
+// Forward register tile: OB output channels x LT output positions, two vectors per channel:
+// eight accumulator registers, and every input vector loaded is used OB times.
 template <typename T>
-constexpr int kLT = 128 / static_cast<int>(sizeof(T));  // 32 floats, 16 doubles
+constexpr int kLT = 2 * kLanes<T>;  // AVX-512: 32 floats, 16 doubles
 constexpr int kOB = 4;
 
 // acc[ob][j] += sum_{c,k} w[o+ob, c, k] * x[c, (l0 + j) S + k D] for a partial tile (last
@@ -65,8 +79,8 @@ inline void fwd_tile_part(const T* __restrict xph, const T* __restrict w, const 
     }
 }
 
-// Full tiles and the reductions below keep their accumulators in 64-byte GCC vectors
-// (vec64.h), which the compiler keeps in registers.
+// Full tiles and the reductions below keep their accumulators in GCC vectors (VecT, see
+// vec64.h), which the compiler keeps in registers.
 
 // A full tile: kOB x kLT accumulators as kOB x 2 vectors. Same sums in the same (c, k) order
 // as fwd_tile_part; the forward and the backward's recomputation both use this function for
@@ -74,9 +88,9 @@ inline void fwd_tile_part(const T* __restrict xph, const T* __restrict w, const 
 template <typename T>
 inline void tile_full_vec(const T* __restrict xph, const T* __restrict w, const Conv1dGeom& g,
                           const int64_t* taps, int64_t o, int64_t l0,
-                          typename Vec64<T>::type (&acc)[kOB][2]) {
-  using V = typename Vec64<T>::type;
-  static_assert(2 * kVL<T> == kLT<T>, "a tile row is two 64-byte vectors");
+                          VecT<T> (&acc)[kOB][2]) {
+  using V = VecT<T>;
+  static_assert(2 * kLanes<T> == kLT<T>, "a tile row is two vectors");
   const int64_t CK = g.C * g.K, R = g.S * g.Lph;
   for (int ob = 0; ob < kOB; ++ob) acc[ob][0] = acc[ob][1] = V{};
   for (int64_t c = 0; c < g.C; ++c) {
@@ -84,7 +98,7 @@ inline void tile_full_vec(const T* __restrict xph, const T* __restrict w, const 
     const T* wc = w + o * CK + c * g.K;
     for (int64_t k = 0; k < g.K; ++k) {
       const T* xr = xc + taps[k];
-      const V x0 = load_vec(xr), x1 = load_vec(xr + kVL<T>);
+      const V x0 = load_as<V>(xr), x1 = load_as<V>(xr + kLanes<T>);
       for (int ob = 0; ob < kOB; ++ob) {
         const T wv = wc[ob * CK + k];
         acc[ob][0] += wv * x0;
@@ -97,9 +111,9 @@ inline void tile_full_vec(const T* __restrict xph, const T* __restrict w, const 
 // Row ob of a full tile as a plain array, which the epilogue loops vectorise over (element
 // access of the vector variables would run them one lane at a time).
 template <typename T>
-inline void tile_row(const typename Vec64<T>::type (&acc)[2], T (&row)[kLT<T>]) {
+inline void tile_row(const VecT<T> (&acc)[2], T (&row)[kLT<T>]) {
   std::memcpy(row, &acc[0], sizeof(acc[0]));
-  std::memcpy(row + kVL<T>, &acc[1], sizeof(acc[1]));
+  std::memcpy(row + kLanes<T>, &acc[1], sizeof(acc[1]));
 }
 
 // Bias, activation and the store of nb rows x lt positions of a tile. A full row gets the
@@ -107,10 +121,10 @@ inline void tile_row(const typename Vec64<T>::type (&acc)[2], T (&row)[kLT<T>]) 
 // copied out to an array on the stack first, as before, the signal shape's forward took a
 // third longer.
 template <Act A, typename T>
-inline void store_tile(const typename Vec64<T>::type (&acc)[kOB][2], const T* __restrict b,
+inline void store_tile(const VecT<T> (&acc)[kOB][2], const T* __restrict b,
                        T* __restrict out, int64_t Lo, int64_t o, int64_t nb, int64_t l0,
                        int64_t lt, T alpha) {
-  using V = typename Vec64<T>::type;
+  using V = VecT<T>;
 #pragma GCC unroll 4  // a compile-time index keeps acc in registers
   for (int ob = 0; ob < kOB; ++ob) {
     if (ob >= nb) break;
@@ -119,7 +133,7 @@ inline void store_tile(const typename Vec64<T>::type (&acc)[kOB][2], const T* __
     if (lt == kLT<T>) {
       const V v0 = acc[ob][0] + bb, v1 = acc[ob][1] + bb;
       std::memcpy(orow, &v0, sizeof(V));
-      std::memcpy(orow + kVL<T>, &v1, sizeof(V));
+      std::memcpy(orow + kLanes<T>, &v1, sizeof(V));
       for (int j = 0; j < kLT<T>; ++j) orow[j] = ActMath<A>::fwd(orow[j], alpha);
     } else {
       T row[kLT<T>];
@@ -135,7 +149,7 @@ template <Act A, typename T>
 inline void fwd_full_tile(const T* __restrict xph, const T* __restrict w, const T* __restrict b,
                           T* __restrict out, const Conv1dGeom& g, const int64_t* taps, int64_t o,
                           int64_t l0, int64_t lt, T alpha) {
-  typename Vec64<T>::type acc[kOB][2];
+  VecT<T> acc[kOB][2];
   tile_full_vec<T>(xph, w, g, taps, o, l0, acc);
   store_tile<A, T>(acc, b, out, g.Lo, o, kOB, l0, lt, alpha);
 }
@@ -183,21 +197,21 @@ RegTaps<T> reg_taps(const T* w, const Conv1dGeom& g, const int64_t* taps) {
 // padded weights are zeros too, and 0 * 0 adds nothing to a sum).
 template <typename T>
 inline void load_reg_taps(const T* __restrict xn, const RegTaps<T>& rt, int64_t l0,
-                          typename Vec64<T>::type (&xv)[kRegTaps][2]) {
-  using V = typename Vec64<T>::type;
+                          VecT<T> (&xv)[kRegTaps][2]) {
+  using V = VecT<T>;
 #pragma GCC unroll 8
   for (int i = 0; i < kRegTaps; ++i) {
     const T* p = xn + rt.off[i] + l0;
-    xv[i][0] = i < rt.ck ? load_vec(p) : V{};
-    xv[i][1] = i < rt.ck ? load_vec(p + kVL<T>) : V{};
+    xv[i][0] = i < rt.ck ? load_as<V>(p) : V{};
+    xv[i][1] = i < rt.ck ? load_as<V>(p + kLanes<T>) : V{};
   }
 }
 
 // acc[ob] = sum_i w[o + ob, i] xv[i] for kOB channels from o (rows past O are zero weights).
 template <typename T>
-inline void reg_taps_tile(const typename Vec64<T>::type (&xv)[kRegTaps][2], const RegTaps<T>& rt,
-                          int64_t o, typename Vec64<T>::type (&acc)[kOB][2]) {
-  using V = typename Vec64<T>::type;
+inline void reg_taps_tile(const VecT<T> (&xv)[kRegTaps][2], const RegTaps<T>& rt,
+                          int64_t o, VecT<T> (&acc)[kOB][2]) {
+  using V = VecT<T>;
   const T* wo = rt.w.data() + o * kRegTaps;
   for (int ob = 0; ob < kOB; ++ob) acc[ob][0] = acc[ob][1] = V{};
 #pragma GCC unroll 8
@@ -213,7 +227,7 @@ inline void reg_taps_tile(const typename Vec64<T>::type (&xv)[kRegTaps][2], cons
 template <Act A, typename T>
 void fwd_reg_taps(const T* __restrict xph, const RegTaps<T>& rt, const T* __restrict b,
                   T* __restrict out, const Conv1dGeom& g, int64_t o0, int64_t o1, T alpha) {
-  using V = typename Vec64<T>::type;
+  using V = VecT<T>;
   for (int64_t l0 = 0; l0 < g.Lo; l0 += kLT<T>) {
     const int64_t lt = std::min<int64_t>(kLT<T>, g.Lo - l0);
     V xv[kRegTaps][2];
@@ -283,13 +297,13 @@ template <typename T>
 inline void rows_full_tile(const T* __restrict xn, const T* __restrict w, const Conv1dGeom& g,
                            const int64_t* taps, int64_t o, int64_t l0, int64_t lt,
                            T* __restrict z) {
-  typename Vec64<T>::type acc[kOB][2];
+  VecT<T> acc[kOB][2];
   tile_full_vec<T>(xn, w, g, taps, o, l0, acc);
   for (int ob = 0; ob < kOB; ++ob) {
     T* zr = z + ob * g.Lo + l0;
     if (lt == kLT<T>) {  // straight from the vectors
       std::memcpy(zr, &acc[ob][0], sizeof(acc[ob][0]));
-      std::memcpy(zr + kVL<T>, &acc[ob][1], sizeof(acc[ob][1]));
+      std::memcpy(zr + kLanes<T>, &acc[ob][1], sizeof(acc[ob][1]));
     } else {
       T row[kLT<T>];
       tile_row<T>(acc[ob], row);
@@ -305,7 +319,7 @@ template <typename T>
 inline void conv_rows(const T* __restrict xn, const T* __restrict w, const Conv1dGeom& g,
                       const int64_t* taps, const RegTaps<T>* rt, int64_t o, int64_t nb,
                       T* __restrict z) {
-  using V = typename Vec64<T>::type;
+  using V = VecT<T>;
   constexpr int LT = kLT<T>;
   for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
     const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
@@ -319,7 +333,7 @@ inline void conv_rows(const T* __restrict xn, const T* __restrict w, const Conv1
         T* zr = z + ob * g.Lo + l0;
         if (lt == LT) {
           std::memcpy(zr, &acc[ob][0], sizeof(V));
-          std::memcpy(zr + kVL<T>, &acc[ob][1], sizeof(V));
+          std::memcpy(zr + kLanes<T>, &acc[ob][1], sizeof(V));
         } else {
           T row[LT];
           tile_row<T>(acc[ob], row);
@@ -342,14 +356,14 @@ inline void conv_rows(const T* __restrict xn, const T* __restrict w, const Conv1
 }
 
 // The weight and bias gradients are sums over the batch and the positions. Their partial
-// sums stay in vectors (one per weight, see Vec64) across every row of a batch chunk; the
+// sums stay in vectors (one per weight, see VecT) across every row of a batch chunk; the
 // lanes are added once, at the end of the chunk (lane_sum). (Added per row instead, the lane
 // sums cost more than the products at short rows: L = 60 took 2x the time of oneDNN's
 // weight gradient.) Every sum runs in a fixed order that depends only on the shapes.
 template <typename T>
-inline T lane_sum(const typename Vec64<T>::type& v) {
+inline T lane_sum(const VecT<T>& v) {
   T t = T(0);
-  for (int q = 0; q < kVL<T>; ++q) t += v[q];
+  for (int q = 0; q < kLanes<T>; ++q) t += v[q];
   return t;
 }
 
@@ -357,15 +371,14 @@ inline T lane_sum(const typename Vec64<T>::type& v) {
 // past the row (the next row, or the buffers' slack) and are dropped by a select, not by a
 // multiplication, so a non-finite value there cannot leak in.
 template <typename T>
-struct Mask64 {
-  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-  typedef I type __attribute__((vector_size(64)));
-};
+using MaskI = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
 template <typename T>
-inline typename Mask64<T>::type tail_mask(int64_t rem) {
-  typename Mask64<T>::type idx;
-  for (int q = 0; q < kVL<T>; ++q) idx[q] = q;
-  return idx < static_cast<typename Mask64<T>::I>(rem);
+using MaskT = typename VecN<MaskI<T>, LIGHTDL_CONV1D_VEC>::type;
+template <typename T>
+inline MaskT<T> tail_mask(int64_t rem) {
+  MaskT<T> idx;
+  for (int q = 0; q < kLanes<T>; ++q) idx[q] = q;
+  return idx < static_cast<MaskI<T>>(rem);
 }
 
 // s_i += a[l] * b_i[l] lane-wise over l < n, for NB rows b_i (NB <= 8): a is loaded once for
@@ -373,19 +386,19 @@ inline typename Mask64<T>::type tail_mask(int64_t rem) {
 // the FMA latency: one tap per pass took the signal shape's whole backward from 3.3 to 4.0 ms).
 template <int NB, typename T>
 inline void dotn_acc(const T* __restrict a, const T* const* b, int64_t n,
-                     const typename Mask64<T>::type& tail, typename Vec64<T>::type* s) {
-  using V = typename Vec64<T>::type;
-  constexpr int VL = kVL<T>;
+                     const MaskT<T>& tail, VecT<T>* s) {
+  using V = VecT<T>;
+  constexpr int VL = kLanes<T>;
   V acc[NB];
   for (int i = 0; i < NB; ++i) acc[i] = s[i];
   int64_t l = 0;
   for (; l + VL <= n; l += VL) {
-    const V av = load_vec(a + l);
-    for (int i = 0; i < NB; ++i) acc[i] += av * load_vec(b[i] + l);
+    const V av = load_as<V>(a + l);
+    for (int i = 0; i < NB; ++i) acc[i] += av * load_as<V>(b[i] + l);
   }
   if (l < n) {
-    const V av = load_vec(a + l);
-    for (int i = 0; i < NB; ++i) acc[i] += tail ? av * load_vec(b[i] + l) : V{};
+    const V av = load_as<V>(a + l);
+    for (int i = 0; i < NB; ++i) acc[i] += tail ? av * load_as<V>(b[i] + l) : V{};
   }
   for (int i = 0; i < NB; ++i) s[i] = acc[i];
 }
@@ -393,7 +406,7 @@ inline void dotn_acc(const T* __restrict a, const T* const* b, int64_t n,
 // s_k += a . b_k for the nb <= 8 rows b_k, as dotn_acc with nb fixed at compile time.
 template <typename T>
 inline void dot_rows_acc(const T* __restrict a, const T* const* b, int nb, int64_t n,
-                         const typename Mask64<T>::type& tail, typename Vec64<T>::type* s) {
+                         const MaskT<T>& tail, VecT<T>* s) {
   switch (nb) {
     case 8: dotn_acc<8, T>(a, b, n, tail, s); break;
     case 7: dotn_acc<7, T>(a, b, n, tail, s); break;
@@ -408,21 +421,21 @@ inline void dot_rows_acc(const T* __restrict a, const T* const* b, int nb, int64
 
 // s += a[l] lane-wise over l < n, in two chains (the add latency half hidden).
 template <typename T>
-inline void sum_acc(const T* __restrict a, int64_t n, const typename Mask64<T>::type& tail,
-                    typename Vec64<T>::type& s) {
-  using V = typename Vec64<T>::type;
-  constexpr int VL = kVL<T>;
+inline void sum_acc(const T* __restrict a, int64_t n, const MaskT<T>& tail,
+                    VecT<T>& s) {
+  using V = VecT<T>;
+  constexpr int VL = kLanes<T>;
   V s0{}, s1{};
   int64_t l = 0;
   for (; l + 2 * VL <= n; l += 2 * VL) {
-    s0 += load_vec(a + l);
-    s1 += load_vec(a + l + VL);
+    s0 += load_as<V>(a + l);
+    s1 += load_as<V>(a + l + VL);
   }
   if (l + VL <= n) {
-    s0 += load_vec(a + l);
+    s0 += load_as<V>(a + l);
     l += VL;
   }
-  if (l < n) s1 += tail ? load_vec(a + l) : V{};
+  if (l < n) s1 += tail ? load_as<V>(a + l) : V{};
   s += s0 + s1;
 }
 
@@ -434,8 +447,8 @@ template <typename T>
 void grad_input_block(const T* __restrict gzp, int64_t Lz, int64_t M, const T* __restrict w,
                       const Conv1dGeom& g, const int64_t* phase, const int64_t* shift,
                       int64_t o0, int64_t nb, T* __restrict gxph) {
-  using V = typename Vec64<T>::type;
-  constexpr int VL = kVL<T>;
+  using V = VecT<T>;
+  constexpr int VL = kLanes<T>;
   constexpr int LT = 4 * VL;
   const int64_t CK = g.C * g.K, R = g.S * g.Lph;
   for (int64_t c = 0; c < g.C; ++c)
@@ -443,7 +456,7 @@ void grad_input_block(const T* __restrict gzp, int64_t Lz, int64_t M, const T* _
       T* dst = gxph + c * R + r * g.Lph;
       for (int64_t m0 = 0; m0 < g.Lph; m0 += LT) {
         const int64_t lt = std::min<int64_t>(LT, g.Lph - m0);
-        // Four vector accumulators (in registers, see Vec64); a partial last tile goes
+        // Four vector accumulators (in registers, see VecT); a partial last tile goes
         // through a zero-padded copy.
         T part[LT];
         T* io = dst + m0;
@@ -451,17 +464,17 @@ void grad_input_block(const T* __restrict gzp, int64_t Lz, int64_t M, const T* _
           for (int j = 0; j < LT; ++j) part[j] = j < lt ? io[j] : T(0);
           io = part;
         }
-        V a0 = load_vec(io), a1 = load_vec(io + VL), a2 = load_vec(io + 2 * VL),
-          a3 = load_vec(io + 3 * VL);
+        V a0 = load_as<V>(io), a1 = load_as<V>(io + VL), a2 = load_as<V>(io + 2 * VL),
+          a3 = load_as<V>(io + 3 * VL);
         for (int64_t ob = 0; ob < nb; ++ob)
           for (int64_t k = 0; k < g.K; ++k) {
             if (phase[k] != r) continue;  // another phase
             const T* src = gzp + ob * Lz + M + m0 - shift[k];
             const T wv = w[(o0 + ob) * CK + c * g.K + k];
-            a0 += wv * load_vec(src);
-            a1 += wv * load_vec(src + VL);
-            a2 += wv * load_vec(src + 2 * VL);
-            a3 += wv * load_vec(src + 3 * VL);
+            a0 += wv * load_as<V>(src);
+            a1 += wv * load_as<V>(src + VL);
+            a2 += wv * load_as<V>(src + 2 * VL);
+            a3 += wv * load_as<V>(src + 3 * VL);
           }
         std::memcpy(io, &a0, sizeof(V));
         std::memcpy(io + VL, &a1, sizeof(V));
@@ -495,9 +508,9 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
   const int64_t M = (g.K - 1) * g.D / g.S + 2, Lz = g.Lo + 2 * M;
   // (+ one tile: a partial last tile reads, and discards, up to 2 kLT values past the end.)
   std::vector<T> gzp(static_cast<size_t>(kOB * Lz + 2 * kLT<T>), T(0));
-  using V = typename Vec64<T>::type;
+  using V = VecT<T>;
   std::vector<V> gwv(gw_acc != nullptr ? g.O * CK : 0, V{}), gbv(gb_acc != nullptr ? g.O : 0, V{});
-  const typename Mask64<T>::type tail = tail_mask<T>(g.Lo % kVL<T>);
+  const MaskT<T> tail = tail_mask<T>(g.Lo % kLanes<T>);
   for (int64_t n = n0; n < n1; ++n) {
     const T* xn = xph + n * g.C * R;
     if (gx != nullptr) std::memset(gxph, 0, sizeof(T) * g.C * R);
