@@ -1,5 +1,5 @@
-// 64-byte GCC vectors (16 floats or 8 doubles: one AVX-512 register, two AVX2 ones, four SSE
-// ones) for CPU loops written lane-parallel by hand, where GCC's auto-vectoriser does worse:
+// GCC vectors (VecN: N bytes, the ISA's register width) for CPU loops written lane-parallel by
+// hand, where GCC's auto-vectoriser does worse:
 // - the direct conv1d kernels keep their tiles and reductions in them (conv1d_kernels.h: as
 //   plain arrays the accumulators lived on the stack, and zeroing them per tile took a fifth
 //   of the forward's time; the reductions ran 4-7x slower);
@@ -20,33 +20,14 @@
 
 #include "../fastmath.h"
 
-// GCC notes that passing 64-byte vectors by value changes the ABI without AVX-512; these
-// functions have internal linkage and are inlined, so no ABI is involved.
+// GCC notes that passing vectors wider than the target's registers by value changes the ABI;
+// these functions have internal linkage and are inlined, so no ABI is involved.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace lightdl {
 namespace {
 
-template <typename T>
-struct Vec64 {
-  typedef T type __attribute__((vector_size(64)));
-};
-template <typename T>
-constexpr int kVL = 64 / static_cast<int>(sizeof(T));  // lanes per vector
-
-template <typename T>
-inline typename Vec64<T>::type load_vec(const T* p) {  // unaligned
-  typename Vec64<T>::type v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename T>
-inline void store_vec(T* p, const typename Vec64<T>::type& v) {  // unaligned
-  std::memcpy(p, &v, sizeof(v));
-}
-
-// N-byte vectors for loops whose width follows the ISA (32 bytes: one AVX2 register).
+// N-byte vectors: 64 is one AVX-512 register, 32 one AVX2 register, 16 one SSE2 register.
 template <typename T, int N>
 struct VecN {
   typedef T type __attribute__((vector_size(N)));
