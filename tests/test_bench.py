@@ -83,3 +83,27 @@ def test_bench_train_fused_vs_unfused(tmp_path, capsys):
     assert set(result["variants"]) == {"fused", "unfused"} and result["loss_agree"]
     assert result["variants"]["fused"]["samples_per_s"] > 0 and result["steps"] == 12
     assert "fused / unfused" in capsys.readouterr().out
+
+
+def _vendor_conv_calls(run) -> int:
+    """How many times `run` calls oneDNN's convolution (forward or backward)."""
+    from torch.profiler import profile
+    with profile() as p:
+        run()
+    return sum(e.count for e in p.key_averages()
+               if e.key in ("aten::convolution_backward", "aten::convolution"))
+
+
+def test_conv1d_bench_times_one_path_forward_and_backward(monkeypatch):
+    """bench_conv1d's "direct" and "vendor" rows run their path in the backward too (the
+    backward op reads LIGHTDL_CONV1D_PATH when autograd calls it, after the forward)."""
+    from lightdl.bench.conv1d import Conv1dShape, make_case, native_path
+    from lightdl.ops import get_backend
+    if get_backend() != "native":
+        pytest.skip("the paths exist only in the compiled extension")
+    monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
+    signal = Conv1dShape(2, 1, 50, 4, 7, 1, 3, 1)    # the rule picks direct
+    wide = Conv1dShape(2, 16, 30, 8, 5, 1, 2, 1)      # the rule picks vendor
+    assert native_path(signal) == "direct" and native_path(wide) == "vendor"
+    assert _vendor_conv_calls(make_case(signal, "vendor", "fwdbwd")) == 2  # forward, backward
+    assert _vendor_conv_calls(make_case(wide, "direct", "fwdbwd")) == 0

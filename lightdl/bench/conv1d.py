@@ -109,9 +109,13 @@ def make_case(shape: Conv1dShape, impl: str, mode: str, act: str = "relu",
                 return op(x, w, b)
         return run
     xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+    # The backward op also reads LIGHTDL_CONV1D_PATH: it runs under the forced path too, or
+    # a "vendor" row would time the vendor forward with the rule's (direct) backward.
+    forced = impl if impl in ("direct", "vendor") else None
 
     def run():
         xg.grad = wg.grad = bg.grad = None
-        op(xg, wg, bg).backward(grad)
+        with _forced_path(forced):
+            op(xg, wg, bg).backward(grad)
         return xg.grad, wg.grad, bg.grad
     return run
