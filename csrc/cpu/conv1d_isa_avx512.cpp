@@ -3,8 +3,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
 #define LIGHTDL_ISA isa_avx512
-#define LIGHTDL_CONV1D_VEC 64  // one zmm register per vector
-#define LIGHTDL_ISA_ZMM 1  // 32 vector registers (conv1d_kernels.h: the input-stationary tile)
+#define LIGHTDL_CONV1D_VEC 64  // one zmm register per vector (and the input-stationary tile)
 #include "conv1d_kernels.h"
 #else
 #include "conv1d_table.h"

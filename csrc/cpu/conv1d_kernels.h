@@ -162,12 +162,10 @@ inline void fwd_full_tile(const T* __restrict xph, const T* __restrict w, const 
 // per-tile overhead (zeroing, the short tap loop, the epilogue) dominated: the signal shape's
 // forward kernel took 1.08-1.31 ms, 0.68-0.89 ms with this tile (standalone harness, 1
 // thread, interleaved).
-// Needs 32 vector registers (AVX-512): with AVX2's 16 the inputs would spill.
-#ifndef LIGHTDL_ISA_ZMM
-#define LIGHTDL_ISA_ZMM 0
-#endif
+// Needs 32 vector registers, so the AVX-512 build only: with AVX2's 16 the inputs spill, and
+// there it ran 0.95-1.10x the general tile (AMD EPYC, interleaved).
 constexpr int kRegTaps = 8;
-constexpr bool kUseRegTaps = LIGHTDL_ISA_ZMM != 0;
+constexpr bool kUseRegTaps = LIGHTDL_CONV1D_VEC == 64;
 
 template <typename T>
 struct RegTaps {
