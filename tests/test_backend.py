@@ -132,6 +132,26 @@ for hidden in (8, 20, 35):
     y.sum().backward()
     y_ref.sum().backward()
     torch.testing.assert_close(fused.weight_hh_l0.grad, ref.weight_hh_l0.grad, rtol=1e-4, atol=1e-4)
+# Batch-norm sums: row lengths that use every accumulator width and the scalar tail.
+for length in (1, 3, 7, 13, 60, 61, 250):
+    x = torch.randn(4, 5, length, dtype=torch.float64) * 2 + 1
+    w, b = torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    g = torch.randn(4, 5, length, dtype=torch.float64)
+    k = 1 if length < 2 else 2
+    for dt, tol in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
+        ins = [t.to(dt).requires_grad_() for t in (x, w, b)]
+        refs = [t.detach().double().requires_grad_() for t in ins]
+        y = lightdl.ops.batch_norm_act_pool1d(ins[0], None, None, ins[1], ins[2], True,
+                                              act="tanh", kernel_size=k)
+        r = lightdl.ops.batch_norm_act_pool1d_reference(refs[0], None, None, refs[1], refs[2],
+                                                        True, act="tanh", kernel_size=k)
+        assert torch.allclose(y.double(), r, rtol=tol, atol=tol), ("bn", length, dt)
+        gy = g[..., : r.shape[-1]]
+        got = torch.autograd.grad(y, ins, gy.to(dt))
+        want = torch.autograd.grad(r, refs, gy)
+        for gg, ww in zip(got, want):
+            assert torch.allclose(gg.double(), ww, rtol=tol, atol=tol * ww.abs().max().item()), (
+                "bn grad", length, dt)
 print("ok")
 """
 
@@ -139,8 +159,9 @@ print("ok")
 @pytest.mark.skipif(_C is None, reason="compiled extension not built")
 @pytest.mark.parametrize("isa", ["default", "avx2"])
 def test_every_instruction_set_build_of_conv1d_and_lstm(isa):
-    """The direct conv1d kernels and the LSTM step in the SSE2 and AVX2 builds: their vector
-    widths follow the ISA (csrc/cpu/conv1d_kernels.h, rnn_rows_kernels.h)."""
+    """The direct conv1d kernels, the LSTM step and the batch-norm sums in the SSE2 and AVX2
+    builds: their vector widths follow the ISA (csrc/cpu/conv1d_kernels.h, rnn_rows_kernels.h,
+    bn_kernels.h)."""
     r = _python(_CONV_LSTM_CHECK.replace("{isa}", isa), LIGHTDL_CPU_ISA=isa,
                 LIGHTDL_CONV1D_PATH="direct")
     assert r.returncode == 0, r.stderr

@@ -2,6 +2,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx2,fma,f16c")
 #define LIGHTDL_ISA isa_avx2
+#define LIGHTDL_BN_VEC 32  // one ymm register
 #include "bn_kernels.h"
 #else
 #include "bn_table.h"

@@ -3,6 +3,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
 #define LIGHTDL_ISA isa_avx512
+#define LIGHTDL_BN_VEC 64  // one zmm register
 #include "bn_kernels.h"
 #else
 #include "bn_table.h"

@@ -3,16 +3,18 @@
 //
 // Per-channel sums run in vector accumulators (GCC vector types, kept in registers): written
 // as scalar loops over lane arrays GCC left them scalar, ~4x slower at af_cnn's row length of
-// 60. A row's last elements (< half a vector) go to a scalar. Every sum runs in an order fixed
+// 60. A row's last elements (fewer than fill a 16-byte vector) go to a scalar. Every sum runs in an order fixed
 // by the shape, whatever the thread count.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "bn_table.h"
+#include "vec64.h"
 
 #ifndef LIGHTDL_ISA
 #error "define LIGHTDL_ISA before including bn_kernels.h"
@@ -23,22 +25,27 @@ namespace cpu {
 namespace LIGHTDL_ISA {
 namespace {
 
-// GCC vector types as accumulators (as in conv1d_kernels.h): 64 and 32 bytes.
-#pragma GCC diagnostic ignored "-Wpsabi"
+// LIGHTDL_BN_VEC (set per ISA build): the bytes of the widest accumulator, one register of the
+// ISA. The AVX2 and SSE2 builds once used 64-byte vectors too, which GCC split and spilled:
+// on an AVX2 CPU (AMD EPYC, one thread, 64 x 32 x 60) the op's forward took 2.1x and its
+// backward 1.8x the time it takes with 32-byte ones.
+#ifndef LIGHTDL_BN_VEC
+#define LIGHTDL_BN_VEC 16
+#endif
+
+// Accumulators of one register, half and a quarter of one (never below 16 bytes: a level as
+// wide as the one above it can never be used, see over_row).
 template <typename T>
 struct Vecs {
-  typedef T V __attribute__((vector_size(64)));
-  typedef T H __attribute__((vector_size(32)));
-  typedef T Q __attribute__((vector_size(16)));
-  static constexpr int kV = 64 / static_cast<int>(sizeof(T)), kH = kV / 2, kQ = kV / 4;
+  static constexpr int kBytes = LIGHTDL_BN_VEC;
+  static constexpr int kHalf = std::max(16, kBytes / 2), kQuarter = std::max(16, kBytes / 4);
+  using V = typename VecN<T, kBytes>::type;
+  using H = typename VecN<T, kHalf>::type;
+  using Q = typename VecN<T, kQuarter>::type;
+  static constexpr int kV = kBytes / static_cast<int>(sizeof(T));
+  static constexpr int kH = kHalf / static_cast<int>(sizeof(T));
+  static constexpr int kQ = kQuarter / static_cast<int>(sizeof(T));
 };
-
-template <typename V, typename T>
-inline V load(const T* p) {  // unaligned
-  V v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
 
 template <typename V>
 inline auto lanes(const V& v) {
@@ -47,7 +54,8 @@ inline auto lanes(const V& v) {
   return t;
 }
 
-// Sums of one channel in a 64-, a 32- and a 16-byte vector and a scalar (a row's tail).
+// Sums of one channel in vectors of one register, half and a quarter of one (see Vecs) and
+// a scalar (a row's tail).
 template <typename T>
 struct Acc {
   typename Vecs<T>::V v{};
@@ -89,7 +97,7 @@ void stats(const T* __restrict x, int64_t N, int64_t C, int64_t L, int64_t c0, i
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = c0; c < c1; ++c) {
       const T* r = x + (n * C + c) * L;
-      over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) { return load<decltype(tag)>(r + l); });
+      over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) { return load_as<decltype(tag)>(r + l); });
     }
   for (int64_t c = c0; c < c1; ++c) {
     mean[c] = acc[c - c0].total() * inv_n;
@@ -101,7 +109,7 @@ void stats(const T* __restrict x, int64_t N, int64_t C, int64_t L, int64_t c0, i
       const T* r = x + (n * C + c) * L;
       const T m = mean[c];
       over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) {
-        const auto d = load<decltype(tag)>(r + l) - m;
+        const auto d = load_as<decltype(tag)>(r + l) - m;
         return d * d;
       });
     }
@@ -133,10 +141,10 @@ void grad(const T* __restrict dz, const T* __restrict x, T* __restrict gx, int64
       const int64_t o = (n * C + c) * L;
       const T *d = dz + o, *xr = x + o;
       const T m = mean[c];
-      over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) { return load<decltype(tag)>(d + l); });
+      over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) { return load_as<decltype(tag)>(d + l); });
       over_row<T>(L, acc[nc + c - c0], [&](auto tag, int64_t l) {
         using V = decltype(tag);
-        return load<V>(d + l) * (load<V>(xr + l) - m);
+        return load_as<V>(d + l) * (load_as<V>(xr + l) - m);
       });
     }
   // Per channel: gx = a dz + b x + e (see below).

@@ -11,6 +11,7 @@
 //   time than with the scalar math (1-15%) on the benchmark shapes (AMD EPYC, 1 and 2 threads,
 //   interleaved in one process), where 64-byte vectors, split in two by the compiler and
 //   spilled (16 registers), took 1.3-1.8x more.
+// - the batch-norm statistics and gradient sums of bn_act_pool1d (bn_kernels.h).
 // Makes fm::exp_lanes / fm::tanh_parts (csrc/fastmath.h) work on float vectors. Included by
 // headers compiled once per ISA; everything has internal linkage.
 #pragma once
