@@ -206,8 +206,18 @@ class StepGemm {
                   bool accumulate) const {
     if (rows == 0) return;
     if (packed_) {
-      packed_->gemm(static_cast<const float*>(A), lda, rows, accumulate ? 1.f : 0.f,
-                    static_cast<float*>(C), ldc);
+      // C = A W as C = 0 + A W: with beta = 0 MKL clears C in a pass of its own
+      // (sgemm_mscale, ~5 us for 32 x 256 floats on an AMD EPYC core), slower than memset.
+      // Measured on the forward ops (interleaved in one process, 1 and 2 threads, training and
+      // inference): LSTM 0-25% less time at batch 64 x hidden 32-64, GRU 0-7%; no change at
+      // hidden 128-256.
+      float* c = static_cast<float*>(C);
+      const int64_t n = W_.size(1);
+      if (!accumulate) {
+        if (ldc == n) std::memset(c, 0, rows * n * sizeof(float));
+        else for (int64_t r = 0; r < rows; ++r) std::memset(c + r * ldc, 0, n * sizeof(float));
+      }
+      packed_->gemm(static_cast<const float*>(A), lda, rows, 1.f, c, ldc);
       return;
     }
     const auto opts = W_.options();
