@@ -3,8 +3,8 @@
 //
 // Per-channel sums run in vector accumulators (GCC vector types, kept in registers): written
 // as scalar loops over lane arrays GCC left them scalar, ~4x slower at af_cnn's row length of
-// 60. A row's last elements (fewer than fill a 16-byte vector) go to a scalar. Every sum runs in an order fixed
-// by the shape, whatever the thread count.
+// 60. A row's last elements (fewer than fill a 16-byte vector) go to a scalar. Every sum runs
+// in an order fixed by the shape, whatever the thread count.
 #pragma once
 
 #include <algorithm>
@@ -97,7 +97,8 @@ void stats(const T* __restrict x, int64_t N, int64_t C, int64_t L, int64_t c0, i
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = c0; c < c1; ++c) {
       const T* r = x + (n * C + c) * L;
-      over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) { return load_as<decltype(tag)>(r + l); });
+      over_row<T>(L, acc[c - c0],
+                  [&](auto tag, int64_t l) { return load_as<decltype(tag)>(r + l); });
     }
   for (int64_t c = c0; c < c1; ++c) {
     mean[c] = acc[c - c0].total() * inv_n;
@@ -141,7 +142,8 @@ void grad(const T* __restrict dz, const T* __restrict x, T* __restrict gx, int64
       const int64_t o = (n * C + c) * L;
       const T *d = dz + o, *xr = x + o;
       const T m = mean[c];
-      over_row<T>(L, acc[c - c0], [&](auto tag, int64_t l) { return load_as<decltype(tag)>(d + l); });
+      over_row<T>(L, acc[c - c0],
+                  [&](auto tag, int64_t l) { return load_as<decltype(tag)>(d + l); });
       over_row<T>(L, acc[nc + c - c0], [&](auto tag, int64_t l) {
         using V = decltype(tag);
         return load_as<V>(d + l) * (load_as<V>(xr + l) - m);
