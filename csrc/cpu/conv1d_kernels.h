@@ -116,6 +116,21 @@ inline void tile_row(const VecT<T> (&acc)[2], T (&row)[kLT<T>]) {
   std::memcpy(row + kLanes<T>, &acc[1], sizeof(acc[1]));
 }
 
+// relu and leaky_relu (and identity) applied to a whole vector of a tile row before its store:
+// left to the in-place loop in store_tile, GCC compiled them to a compare, a conditional move
+// and a 4-byte store per element in the AVX2 build; the signal shape's forward op took 2.5-2.9
+// ms that way and 1.2-1.3 ms this way (AMD EPYC, 1 thread, old and new builds alternating).
+// (Same selects as ActMath, so NaN propagates as there.)
+template <Act A>
+constexpr bool kActInVector = A == Act::Identity || A == Act::ReLU || A == Act::LeakyReLU;
+
+template <Act A, typename T>
+inline VecT<T> act_vector(VecT<T> v, T alpha) {
+  if constexpr (A == Act::ReLU) return v < T(0) ? VecT<T>{} : v;
+  else if constexpr (A == Act::LeakyReLU) return v > T(0) ? v : v * alpha;
+  else return v;
+}
+
 // Bias, activation and the store of nb rows x lt positions of a tile. A full row gets the
 // bias added to its vectors, is stored, and the activation runs over it in place (in L1):
 // copied out to an array on the stack first, as before, the signal shape's forward took a
@@ -130,7 +145,12 @@ inline void store_tile(const VecT<T> (&acc)[kOB][2], const T* __restrict b,
     if (ob >= nb) break;
     const T bb = b != nullptr ? b[o + ob] : T(0);
     T* orow = out + (o + ob) * Lo + l0;
-    if (lt == kLT<T>) {
+    if (lt == kLT<T> && kActInVector<A>) {
+      const V v0 = act_vector<A, T>(acc[ob][0] + bb, alpha),
+              v1 = act_vector<A, T>(acc[ob][1] + bb, alpha);
+      std::memcpy(orow, &v0, sizeof(V));
+      std::memcpy(orow + kLanes<T>, &v1, sizeof(V));
+    } else if (lt == kLT<T>) {
       const V v0 = acc[ob][0] + bb, v1 = acc[ob][1] + bb;
       std::memcpy(orow, &v0, sizeof(V));
       std::memcpy(orow + kLanes<T>, &v1, sizeof(V));
