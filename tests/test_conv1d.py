@@ -298,6 +298,24 @@ def test_weight_gradient_ignores_the_next_channel(path, dtype):
     assert ((gb - want_b).abs() <= 16 * eps * g64.sum((0, 2)).to(dtype)).all()
 
 
+@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_relu_epilogue_propagates_nan(path, act):
+    # The direct forward applies relu / leaky_relu to whole vectors of a tile (csrc/cpu/
+    # conv1d_kernels.h, act_vector): NaN must come out as NaN, as from torch.relu, in full tiles
+    # and in a row's partial last tile alike.
+    x = signal((2, 1, 70), torch.float32)
+    x[0, 0, 5] = float("nan")
+    x[1, 0, 66] = float("nan")
+    w = signal((6, 1, 7), torch.float32)
+    b = signal((6,), torch.float32)
+    y = fused_conv1d(x, w, b, padding=3, act=act)
+    ref = F.conv1d(x, w, b, padding=3)
+    ref = F.relu(ref) if act == "relu" else F.leaky_relu(ref, 0.01)
+    assert torch.equal(torch.isnan(y), torch.isnan(ref)) and torch.isnan(ref).sum() == 84
+    torch.testing.assert_close(y, ref, equal_nan=True)
+
+
 # C_in * K <= 8: the CPU forward's input-stationary tile (AVX-512), every output channel count
 # modulo its 4-channel block, lengths off its 32/16-position block, strides and dilations.
 SMALL_REDUCTION = [
