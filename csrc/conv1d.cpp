@@ -56,9 +56,9 @@ bool grad_from_output(Act a, at::ScalarType dt, double alpha) {
 // at C_in * K = 40-42 (N = 64, L = 500-1000, C_out = 32): 0.82-0.88 on 1 and 2 threads (one
 // exception, C_out = 64 on 2 threads: 1.08); at 48 (C_in = 16, K = 3) 1.16-1.29, at 56
 // (C_in = 8, K = 7) 0.88-1.03, at 80 1.5 (measured, 2-core Xeon). On AVX2 (AMD EPYC, both
-// paths timed forward and backward, benchmarks/results/cpu-avx2/conv1d.md): 0.33-0.36 at
-// C_in * K = 7, 0.62-0.67 at 28, 0.89-1.03 at 40, 0.95-1.18 at 144 (stride 2), 1.4-2.7 at
-// 160-384: the same limit fits.
+// paths timed forward and backward, benchmarks/results/cpu-avx2/conv1d.md, after the vector
+// relu epilogue): 0.26-0.29 at C_in * K = 7, 0.61-0.67 at 28, 0.97-0.99 at 40, 0.99-1.11 at
+// 144 (stride 2), 1.4-2.4 at 160-384: the same limit fits.
 constexpr int64_t kDirectMaxReduction = 42;  // C_in * K
 // The same limit holds for short series since the weight gradient keeps its partial sums in
 // vectors across the batch (csrc/cpu/conv1d_kernels.h): at L = 60 (a 60-beat RR window) and
