@@ -132,9 +132,9 @@ inline VecT<T> act_vector(VecT<T> v, T alpha) {
 }
 
 // Bias, activation and the store of nb rows x lt positions of a tile. A full row gets the
-// bias added to its vectors, is stored, and the activation runs over it in place (in L1):
-// copied out to an array on the stack first, as before, the signal shape's forward took a
-// third longer.
+// bias added to its vectors and is stored; relu / leaky_relu act on the vectors first
+// (act_vector), the other activations run over the stored row in place (in L1): copied out to
+// an array on the stack first, as before, the signal shape's forward took a third longer.
 template <Act A, typename T>
 inline void store_tile(const VecT<T> (&acc)[kOB][2], const T* __restrict b,
                        T* __restrict out, int64_t Lo, int64_t o, int64_t nb, int64_t l0,
@@ -145,16 +145,16 @@ inline void store_tile(const VecT<T> (&acc)[kOB][2], const T* __restrict b,
     if (ob >= nb) break;
     const T bb = b != nullptr ? b[o + ob] : T(0);
     T* orow = out + (o + ob) * Lo + l0;
-    if (lt == kLT<T> && kActInVector<A>) {
-      const V v0 = act_vector<A, T>(acc[ob][0] + bb, alpha),
-              v1 = act_vector<A, T>(acc[ob][1] + bb, alpha);
+    if (lt == kLT<T>) {
+      V v0 = acc[ob][0] + bb, v1 = acc[ob][1] + bb;
+      if constexpr (kActInVector<A>) {
+        v0 = act_vector<A, T>(v0, alpha);
+        v1 = act_vector<A, T>(v1, alpha);
+      }
       std::memcpy(orow, &v0, sizeof(V));
       std::memcpy(orow + kLanes<T>, &v1, sizeof(V));
-    } else if (lt == kLT<T>) {
-      const V v0 = acc[ob][0] + bb, v1 = acc[ob][1] + bb;
-      std::memcpy(orow, &v0, sizeof(V));
-      std::memcpy(orow + kLanes<T>, &v1, sizeof(V));
-      for (int j = 0; j < kLT<T>; ++j) orow[j] = ActMath<A>::fwd(orow[j], alpha);
+      if constexpr (!kActInVector<A>)
+        for (int j = 0; j < kLT<T>; ++j) orow[j] = ActMath<A>::fwd(orow[j], alpha);
     } else {
       T row[kLT<T>];
       tile_row<T>(acc[ob], row);
