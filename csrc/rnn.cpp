@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "checks.h"
+#include "cpu/mkl_threads.h"
 #include "cpu/packed_gemm.h"
 #include "rnn_kernels.h"
 
@@ -181,6 +182,7 @@ void for_row_blocks(int64_t P, int64_t B, const F& f) {
   at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
     // Worker threads do not inherit the caller's dispatch state: stay below autograd.
     at::AutoDispatchBelowADInplaceOrView below;
+    const cpu::MklSingleThread mkl_one_thread;  // each block's GEMMs on its own thread
     for (int64_t p = p0; p < p1; ++p) f(p, B * p / P, B * (p + 1) / P);
   });
 }

@@ -3,6 +3,8 @@ torch.nn, gradcheck, opcheck, torch.compile and bad inputs."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import random
 
 import pytest
@@ -118,6 +120,34 @@ def test_parallel_row_blocks_match_reference(kind, dtype):
     for g, w in zip(got_out + got_grad, want_out + want_grad, strict=True):
         scale = max(1.0, w.abs().max().item())
         torch.testing.assert_close(g.double(), w, rtol=rel, atol=rel * scale)
+
+
+def _mkl_max_threads():
+    """MKL's thread count as the calling thread sees it (its thread-local setting if any);
+    None where the loaded torch has no MKL."""
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+    fn = getattr(lib, "mkl_get_max_threads", None)
+    return fn() if fn is not None else None
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_parallel_row_blocks_restore_mkl_threads(kind):
+    """The row blocks tell MKL to stay on one thread (csrc/cpu/mkl_threads.h); the caller's
+    thread, which runs a block itself, must get its MKL thread count back afterwards."""
+    if _mkl_max_threads() is None:
+        pytest.skip("torch without MKL")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        T, B, n_in, H = 6, 32, 3, 8
+        x = signal((T, B, n_in), torch.float32).requires_grad_()
+        states = [torch.randn(B, H) for _ in range(GATES[kind] - 2)]
+        fn = lstm if kind == "lstm" else gru
+        out = _call(kind, fn, x, states, _weights(kind, n_in, H), None)
+        out[0].sum().backward()
+        assert _mkl_max_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
