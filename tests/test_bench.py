@@ -4,6 +4,8 @@ syntax errors, wrong-result detection, and `bench train` fused vs unfused."""
 from __future__ import annotations
 
 import json
+import math
+import random
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import torch
 
 from lightdl.bench.ops import run_ops, specs
 from lightdl.bench.report import table
+from lightdl.bench.train import compare_loss_curves
 from lightdl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +86,36 @@ def test_bench_train_fused_vs_unfused(tmp_path, capsys):
     assert set(result["variants"]) == {"fused", "unfused"} and result["loss_agree"]
     assert result["variants"]["fused"]["samples_per_s"] > 0 and result["steps"] == 12
     assert "fused / unfused" in capsys.readouterr().out
+
+
+def _drifting_curves(n: int = 300, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Two loss curves as two correct trainings give them: equal at first, then drifting
+    apart chaotically (per-step noise up to ~5% late on) around the same trend."""
+    rng = random.Random(seed)
+    base = [0.7 * math.exp(-i / 80) + 0.1 for i in range(n)]
+    fused = [b * (1 + min(1e-7 * 1.1 ** i, 0.05) * rng.uniform(-1, 1)) for i, b in enumerate(base)]
+    return fused, base
+
+
+def test_loss_curves_agree_despite_late_chaotic_drift():
+    fused, unfused = _drifting_curves()
+    got = compare_loss_curves(fused, unfused)
+    assert got["loss_agree"], got
+    assert got["loss_curve_max_rel_diff"] > 2e-2  # the old whole-curve rule (1e-2) said DIFFER
+
+
+@pytest.mark.parametrize("fault", ["early", "trend", "nan"])
+def test_loss_curves_differ(fault):
+    """A wrong kernel shows in the first steps; a training that goes elsewhere shows in the
+    block means; a NaN loss never agrees."""
+    fused, unfused = _drifting_curves()
+    if fault == "early":
+        fused[3] *= 1.01
+    elif fault == "trend":
+        fused[200:] = [x * 1.2 for x in fused[200:]]
+    else:
+        fused[150] = float("nan")
+    assert not compare_loss_curves(fused, unfused)["loss_agree"]
 
 
 def _vendor_conv_calls(run) -> int:

@@ -5,6 +5,7 @@ weights), each run in a fresh process (clean peak memory), variants interleaved.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -118,23 +119,55 @@ def summarise(config: str, runs: dict[str, list[dict]], warmup_steps: int,
         if rs[0]["peak_cuda_mib"] is not None:
             rows[v]["peak_cuda_mib"] = round(max(run["peak_cuda_mib"] for run in rs), 1)
     fl, ul = runs["fused"][0]["losses"], runs["unfused"][0]["losses"]
-    # Each difference relative to the loss, but never to less than the curve's median loss:
-    # float32 sums taken in another order (our kernels against oneDNN's) drift apart slowly
-    # and chaotically over the steps (af_cnn: equal to step 10, 3e-6 at 15, up to 7e-4
-    # absolute by step 80), and a loss near zero late in training would turn that into a
-    # large relative difference.
-    scale = statistics.median(abs(b) for b in ul) if ul else 1.0
-    diffs = [abs(a - b) / max(abs(b), scale, 1e-6) for a, b in zip(fl, ul, strict=False)]
-    max_rel = max(diffs) if diffs else float("nan")
+    agreement = compare_loss_curves(fl, ul)
     return {
         "config": config, "model": runs["fused"][0]["model"], "steps": len(fl),
         "warmup_steps": warmup_steps, "threads": threads or torch.get_num_threads(),
         "variants": rows,
         "speedup": round(rows["fused"]["samples_per_s"] / rows["unfused"]["samples_per_s"], 3),
-        "loss_curve_max_rel_diff": max_rel,
-        # 1% of the loss scale over the whole curve is equality for training; a wrong kernel
-        # shows from the first steps on.
-        "loss_agree": bool(max_rel < 1e-2),
+        **agreement,
+    }
+
+
+# How the two loss curves must agree. float32 sums taken in another order (our kernels
+# against oneDNN's) make the two trainings drift apart, slowly and then chaotically: af_cnn,
+# 300 steps, 2 threads, per-step difference relative to the loss scale: 6e-7 up to step 5,
+# 5e-6 to step 10, 3e-4 to step 20, 1e-2 by step 80, then 3-5e-2 from step 120 on (max-pool
+# windows pick other elements once values differ in the last bits); the means over blocks of
+# 20 steps stay within 1.2e-2. A wrong kernel shows from the first steps on (step 0 runs the
+# same weights and batch through both models), so the early steps are held to a tight bound
+# and the whole curve only to the same trend.
+EARLY_STEPS, EARLY_RTOL = 10, 1e-3
+TREND_BLOCK, TREND_RTOL = 20, 5e-2
+
+
+def compare_loss_curves(fused: list[float], unfused: list[float]) -> dict:
+    """Per-step loss curves of the two variants -> agreement figures and verdict.
+
+    Differences are relative to the loss, but never to less than the unfused curve's median
+    loss (a loss near zero late in training would inflate them)."""
+    n = min(len(fused), len(unfused))
+    fused, unfused = fused[:n], unfused[:n]
+    finite = [abs(b) for b in unfused if math.isfinite(b)]
+    scale = statistics.median(finite) if finite else 1.0
+
+    def rel(a: float, b: float) -> float:
+        if math.isnan(a) or math.isnan(b):  # NaN in one curve only: no agreement
+            return 0.0 if math.isnan(a) and math.isnan(b) else math.inf
+        return abs(a - b) / max(abs(b), scale, 1e-6)
+
+    diffs = [rel(a, b) for a, b in zip(fused, unfused, strict=True)]
+    width = min(TREND_BLOCK, n)  # whole blocks; a run shorter than one block is one block
+    trend = [rel(statistics.fmean(fused[i:i + width]), statistics.fmean(unfused[i:i + width]))
+             for i in range(0, n - width + 1, width)] if n else []
+    nan = float("nan")
+    early = max(diffs[:EARLY_STEPS]) if diffs else nan
+    trend_max = max(trend) if trend else nan
+    return {
+        "loss_curve_max_rel_diff": max(diffs) if diffs else nan,
+        "loss_early_max_rel_diff": early,
+        "loss_trend_max_rel_diff": trend_max,
+        "loss_agree": bool(early < EARLY_RTOL and trend_max < TREND_RTOL),
     }
 
 
@@ -147,7 +180,10 @@ def format_train(result: dict) -> str:
         lines.append(f"  {v:<9} {r['samples_per_s']:>10.1f} {r['ms_per_step']:>9.2f} "
                      f"{r['s_per_epoch']:>8.2f} {r['peak_rss_mib']:>13.0f} {r['final_loss']:>11.5f}")
     lines.append(f"  fused / unfused: {result['speedup']:.2f}x samples/s; loss curves "
-                 f"{'agree' if result['loss_agree'] else 'DIFFER'} (max relative difference "
+                 f"{'agree' if result['loss_agree'] else 'DIFFER'} (first {EARLY_STEPS} steps: "
+                 f"max relative difference {result['loss_early_max_rel_diff']:.1e}, limit "
+                 f"{EARLY_RTOL:.0e}; means of {TREND_BLOCK} steps: "
+                 f"{result['loss_trend_max_rel_diff']:.1e}, limit {TREND_RTOL:.0e}; any step: "
                  f"{result['loss_curve_max_rel_diff']:.1e})")
     return "\n".join(lines)
 
