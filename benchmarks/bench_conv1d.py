@@ -1,5 +1,5 @@
-"""Benchmark of fused_conv1d: our op on each of its two paths (direct kernels, vendor
-convolution + fused epilogue) against eager PyTorch (F.conv1d + activation) and
+"""Benchmark of fused_conv1d: our op on each of its paths (direct kernels; CPU GEMM path;
+vendor convolution + fused epilogue) against eager PyTorch (F.conv1d + activation) and
 torch.compile of that reference, forward and forward+backward.
 
     python benchmarks/bench_conv1d.py                  # CPU, 1 and 2 threads, relu
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> dict:
                     else:
                         print(f"\nWRONG RESULT: {impl} on {name} {mode}; not timed")
                 ms = Timer(args.device, warmup=2, repeats=args.repeats).run(fns)
-                chosen = native_path(shape)
+                chosen = native_path(shape, args.device)
                 if chosen in ms:
                     ms["native"] = ms[chosen]
                     ok["native"] = ok[chosen]
@@ -105,12 +105,13 @@ def markdown(result: dict) -> str:
         f"{m['allocator']}, {result['date']}, median of {result['repeats']} interleaved rounds. "
         f"CPU kernels: {result['backend_info'].get('cpu_isa', 'n/a')}. GFLOP/s counts "
         f"{result['flop_model']}. native = the path the dispatch rule picks (direct: our "
-        "kernels; vendor: oneDNN/cuDNN convolution + our fused epilogue).",
+        "kernels; gemm: our im2col + MKL GEMM + our epilogue, CPU; vendor: oneDNN/cuDNN "
+        "convolution + our fused epilogue).",
         "",
-        "| threads | shape | N x C_in x L -> C_out | mode | path | native ms | direct ms | vendor ms "
-        "| eager ms | compile ms | native GFLOP/s | eager GFLOP/s | native / eager "
+        "| threads | shape | N x C_in x L -> C_out | mode | path | native ms | direct ms | gemm ms "
+        "| vendor ms | eager ms | compile ms | native GFLOP/s | eager GFLOP/s | native / eager "
         "| native / compile |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by: dict[tuple, dict[str, dict]] = {}
     for r in result["rows"]:
@@ -125,7 +126,7 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {threads} | {shape} | {n.get('dims', '')} | {mode} | {n.get('path', '—')} | "
             f"{f(t.get('native'), '.3f')} | {f(t.get('direct'), '.3f')} | "
-            f"{f(t.get('vendor'), '.3f')} | {f(t.get('eager'), '.3f')} | "
+            f"{f(t.get('gemm'), '.3f')} | {f(t.get('vendor'), '.3f')} | {f(t.get('eager'), '.3f')} | "
             f"{f(t.get('compile'), '.3f')} | {f(n.get('gflop_per_s'), '.1f')} | "
             f"{f(im.get('eager', {}).get('gflop_per_s'), '.1f')} | "
             f"{f(t['eager'] / t['native'] if 'native' in t and 'eager' in t else None)}x | "
@@ -156,14 +157,14 @@ def plot(result: dict, path: Path) -> None:
         for ax, mode in zip(axes[row], ("fwd", "fwdbwd"), strict=True):
             sel = [r for r in result["rows"] if r["threads"] == threads and r["mode"] == mode]
             shapes = list(dict.fromkeys(r["shape"] for r in sel))
-            impls = [i for i in ("native", "direct", "vendor", "compile")
+            impls = [i for i in ("native", "direct", "gemm", "vendor", "compile")
                      if any(r["impl"] == i for r in sel)]
             for i, impl in enumerate(impls):
                 vals = [next((r["speedup_vs_eager"] for r in sel
                               if r["shape"] == s and r["impl"] == impl), 0) or 0 for s in shapes]
-                ax.bar([j + 0.2 * i for j in range(len(shapes))], vals, width=0.2, label=impl)
+                ax.bar([j + 0.16 * i for j in range(len(shapes))], vals, width=0.16, label=impl)
             ax.axhline(1.0, color="k", lw=0.8)
-            ax.set_xticks([j + 0.3 for j in range(len(shapes))])
+            ax.set_xticks([j + 0.32 for j in range(len(shapes))])
             ax.set_xticklabels(shapes, rotation=30, fontsize=8)
             ax.set_title(f"fused_conv1d {mode}, {threads} thread(s)")
             ax.set_ylabel("speed-up over eager")
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if "eager" not in args.impls:
         args.impls = ["eager", *args.impls]
+    if args.device != "cpu":  # the GEMM path is CPU-only (forced elsewhere it is the vendor's)
+        args.impls = [i for i in args.impls if i != "gemm"]
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device visible")
     result = run(args)

@@ -5,6 +5,8 @@
 // Paths:
 // - direct: our own kernels (csrc/cpu/conv1d*.cpp, csrc/cuda/conv1d.cu): the convolution with
 //   bias and activation applied in registers, and a direct grad_input / grad_weight(+bias).
+// - gemm (CPU, float32/float64): our im2col + MKL GEMM (csrc/cpu/conv1d_gemm.cpp) computing
+//   the same biased pre-activation as the vendor path, whose epilogue and act' it shares.
 // - vendor: at::convolution with the bias (oneDNN on CPU, cuDNN on GPU, which add it in their
 //   own epilogue), then our activation kernel (relu / leaky_relu: ATen's, in place on that
 //   output); backward: our activation_backward (act' once),
@@ -28,6 +30,7 @@
 
 #include "checks.h"
 #include "conv1d_direct.h"
+#include "conv1d_gemm.h"
 #include "conv1d_math.h"
 
 namespace lightdl {
@@ -65,15 +68,32 @@ constexpr int64_t kDirectMaxReduction = 42;  // C_in * K
 // C_in * K = 14-42, direct / vendor forward+backward time is 0.61-0.88 at 1 thread and
 // 0.50-0.81 at 2, with or without grad_input (before, the limit there was C_in * K <= 8).
 
-enum class Path { Direct, Vendor };
+// Above the direct limit, short series (CPU, float32/float64) take the GEMM path
+// (csrc/cpu/conv1d_gemm.cpp): oneDNN's convolution is far from its GEMM rate on them and its
+// backward gains little from a second thread. GEMM / vendor forward+backward time, interleaved
+// in one process (AMD EPYC, AVX2; N = 32-64, C_in * K = 144-384), 1 / 2 threads:
+//   L_out 15-32: 0.69-0.80 / 0.76-0.80;  L_out 60-64: 0.88-1.06 / 0.79-0.92 (the 1.06: C_in 16,
+//   K 9, stride 2, 1 thread);  L_out 120-128: 0.98-1.11 / 0.86-1.01;  L_out 250-512:
+//   1.03-1.82 / 1.02-1.52.
+// In af_cnn's training step (its 2nd and 3rd convolutions, L_out 30 and 15) the step took
+// 6-9% less time on 1 and on 2 threads (interleaved, 400 steps each).
+constexpr int64_t kGemmMaxLen = 64;
 
-Path choose_path(const at::Tensor& w, int64_t groups) {
-  if (groups != 1) return Path::Vendor;  // the direct kernels are groups == 1 only
+enum class Path { Direct, Vendor, Gemm };
+
+Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64_t Lo) {
+  if (groups != 1) return Path::Vendor;  // the direct and GEMM paths are groups == 1 only
+  // The GEMM path runs at::mm in the input's dtype: CPU float32 / float64 only (a forced
+  // "gemm" elsewhere runs the vendor path).
+  const bool gemm_ok = !x.is_cuda() &&
+                       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
   if (const char* env = std::getenv("LIGHTDL_CONV1D_PATH")) {
     if (std::strcmp(env, "direct") == 0) return Path::Direct;
     if (std::strcmp(env, "vendor") == 0) return Path::Vendor;
+    if (std::strcmp(env, "gemm") == 0) return gemm_ok ? Path::Gemm : Path::Vendor;
   }
-  return w.size(1) * w.size(2) <= kDirectMaxReduction ? Path::Direct : Path::Vendor;
+  if (w.size(1) * w.size(2) <= kDirectMaxReduction) return Path::Direct;
+  return gemm_ok && Lo <= kGemmMaxLen ? Path::Gemm : Path::Vendor;
 }
 
 // Whether some kernel tap k reads only padding at every output position l, i.e. no l in
@@ -155,10 +175,12 @@ std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at
   const at::Tensor x = x_in.contiguous();
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
-  if (choose_path(w, groups) == Path::Direct) {
+  const Conv1dArgs args{stride, padding, dilation};
+  const Path path =
+      choose_path(x, w, groups, conv1d_out_len(x.size(2), w.size(2), stride, padding, dilation));
+  if (path == Path::Direct) {
     // The direct backward recomputes the pre-activation (or reads the output): no second
     // output to save.
-    const Conv1dArgs args{stride, padding, dilation};
     at::Tensor out;
     if (x.is_cuda()) {
 #ifdef LIGHTDL_WITH_CUDA
@@ -172,9 +194,13 @@ std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at
     return {out, at::empty({0}, x.options())};
   }
   // Vendor: the bias goes into the convolution (oneDNN/cuDNN add it in their own epilogue, as
-  // eager does), our activation kernel follows; `saved` is the biased pre-activation.
-  at::Tensor pre = at::convolution(x, w, has_bias ? std::optional<at::Tensor>(b) : std::nullopt,
-                                   {stride}, {padding}, {dilation}, false, {0}, groups);
+  // eager does), our activation kernel follows; `saved` is the biased pre-activation. The
+  // GEMM path computes the same biased pre-activation, then shares the epilogue.
+  at::Tensor pre =
+      path == Path::Gemm
+          ? cpu::conv1d_gemm_forward(x, w, b, args)
+          : at::convolution(x, w, has_bias ? std::optional<at::Tensor>(b) : std::nullopt,
+                            {stride}, {padding}, {dilation}, false, {0}, groups);
   if (a == Act::Identity) return {pre, at::empty({0}, x.options())};
   // relu / leaky_relu: in place on the convolution's fresh output (the backward reads the
   // output), so no second buffer is allocated and written: eager's conv1d + relu writes two.
@@ -210,11 +236,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
   const at::Tensor w = weight.contiguous();
   const bool need_b = has_bias && output_mask[2];
 
-  Path path = choose_path(w, groups);
-  // The vendor path needs the pre-activation or the output; the direct one recomputes the
-  // pre-activation (and is what ran forward when nothing was saved, e.g. LIGHTDL_CONV1D_PATH
-  // changed in between, or a torch.compile cache entry traced under the other path).
-  if (path == Path::Vendor && groups == 1 && a != Act::Identity && saved.numel() == 0)
+  Path path = choose_path(x, w, groups, Lo);
+  // The vendor and GEMM paths need the pre-activation or the output; the direct one
+  // recomputes the pre-activation (and is what ran forward when nothing was saved, e.g.
+  // LIGHTDL_CONV1D_PATH changed in between, or a torch.compile cache entry traced under the
+  // other path).
+  if (path != Path::Direct && groups == 1 && a != Act::Identity && saved.numel() == 0)
     path = Path::Direct;
   at::Tensor gx, gw, gb;
   if (path == Path::Direct) {
@@ -238,7 +265,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_conv1d_backward(
     const at::Tensor gz = a == Act::Identity
                               ? grad.contiguous()
                               : act_backward_op().call(grad, saved, act, alpha, from_output);
-    if (output_mask[0] || output_mask[1] || need_b) {
+    if (path == Path::Gemm) {
+      std::tie(gx, gw, gb) = cpu::conv1d_gemm_backward(
+          gz, x, w, Conv1dArgs{stride, padding, dilation}, {output_mask[0], output_mask[1], need_b});
+    } else if (output_mask[0] || output_mask[1] || need_b) {
       // oneDNN's bfloat16/float16 backward leaves garbage (inf, NaN, 1e37) in the weight
       // gradient of taps that only ever meet padding (eager PyTorch has the same bug,
       // torch 2.13): for those geometries the CPU backward runs in float32.

@@ -118,25 +118,37 @@ def test_loss_curves_differ(fault):
     assert not compare_loss_curves(fused, unfused)["loss_agree"]
 
 
-def _vendor_conv_calls(run) -> int:
-    """How many times `run` calls oneDNN's convolution (forward or backward)."""
+def _aten_calls(run) -> dict[str, int]:
+    """How many times `run` calls oneDNN's convolution (forward or backward) and at::mm."""
     from torch.profiler import profile
     with profile() as p:
         run()
-    return sum(e.count for e in p.key_averages()
-               if e.key in ("aten::convolution_backward", "aten::convolution"))
+    counts = {"conv": 0, "mm": 0}
+    for e in p.key_averages():
+        if e.key in ("aten::convolution_backward", "aten::convolution"):
+            counts["conv"] += e.count
+        elif e.key == "aten::mm":
+            counts["mm"] += e.count
+    return counts
 
 
 def test_conv1d_bench_times_one_path_forward_and_backward(monkeypatch):
-    """bench_conv1d's "direct" and "vendor" rows run their path in the backward too (the
-    backward op reads LIGHTDL_CONV1D_PATH when autograd calls it, after the forward)."""
+    """bench_conv1d's forced rows ("direct", "gemm", "vendor") run their path in the backward
+    too (the backward op reads LIGHTDL_CONV1D_PATH when autograd calls it, after the forward),
+    and "native" runs the path the Python mirror of the rule names."""
     from lightdl.bench.conv1d import Conv1dShape, make_case, native_path
     from lightdl.ops import get_backend
     if get_backend() != "native":
         pytest.skip("the paths exist only in the compiled extension")
     monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
     signal = Conv1dShape(2, 1, 50, 4, 7, 1, 3, 1)    # the rule picks direct
-    wide = Conv1dShape(2, 16, 30, 8, 5, 1, 2, 1)      # the rule picks vendor
+    wide = Conv1dShape(2, 16, 100, 8, 5, 1, 2, 1)    # vendor: C_in * K = 80, L_out = 100
+    short = Conv1dShape(2, 16, 30, 8, 5, 1, 2, 1)    # gemm: L_out = 30
     assert native_path(signal) == "direct" and native_path(wide) == "vendor"
-    assert _vendor_conv_calls(make_case(signal, "vendor", "fwdbwd")) == 2  # forward, backward
-    assert _vendor_conv_calls(make_case(wide, "direct", "fwdbwd")) == 0
+    assert native_path(short) == "gemm" and native_path(short, "cuda") == "vendor"
+    assert _aten_calls(make_case(signal, "vendor", "fwdbwd"))["conv"] == 2  # forward, backward
+    assert _aten_calls(make_case(wide, "direct", "fwdbwd")) == {"conv": 0, "mm": 0}
+    # The GEMM path: one product forward, two backward (grad_input, grad_weight).
+    assert _aten_calls(make_case(wide, "gemm", "fwdbwd")) == {"conv": 0, "mm": 3}
+    assert _aten_calls(make_case(short, "native", "fwdbwd")) == {"conv": 0, "mm": 3}
+    assert _aten_calls(make_case(wide, "native", "fwdbwd"))["conv"] == 2

@@ -1,5 +1,5 @@
-"""fused_conv1d and FusedConv1d: both paths (direct kernels, vendor convolution + epilogue)
-against the PyTorch reference."""
+"""fused_conv1d and FusedConv1d: every path (direct kernels; the CPU GEMM path; vendor
+convolution + epilogue) against the PyTorch reference."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from lightdl.nn import FusedConv1d
 from lightdl.ops import ACTIVATIONS, fused_conv1d, fused_conv1d_reference
 from lightdl.ops._acts import apply_reference, grad_from_output
 from lightdl.ops._backend import _C
-from lightdl.ops.conv1d import uses_direct_path
+from lightdl.ops.conv1d import GEMM_MAX_LEN, conv1d_path, uses_direct_path
 from tests.helpers import DEVICES, signal
 
 pytestmark = pytest.mark.skipif(_C is None, reason="compiled extension not built")
 
-PATHS = ["auto", "direct", "vendor"]
+PATHS = ["auto", "direct", "gemm", "vendor"]
+FORCED = ["direct", "gemm", "vendor"]
 SMOOTH = ["identity", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu"]  # no kink to round across
 # Error per unit of the magnitude bound (the same sums over |terms|), by dtype. float16 allows
 # for the vendor path, whose CPU float16 convolution rounds partial sums to float16 (ours
@@ -30,7 +31,8 @@ REL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfl
 
 @pytest.fixture
 def path(request, monkeypatch):
-    """Force one of the op's two paths through LIGHTDL_CONV1D_PATH (read on every call)."""
+    """Force one of the op's paths through LIGHTDL_CONV1D_PATH (read on every call; "gemm"
+    runs the vendor path where the GEMM path does not apply: CUDA, half types, groups > 1)."""
     if request.param != "auto":
         monkeypatch.setenv("LIGHTDL_CONV1D_PATH", request.param)
     else:
@@ -146,7 +148,7 @@ def test_issue_shapes_scaled_down(path):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("path", FORCED, indirect=True)
 @pytest.mark.parametrize("act", ["identity", "gelu", "tanh", "leaky_relu"])
 def test_gradcheck(act, path, device):
     x = signal((2, 3, 13), torch.float64, device).requires_grad_()
@@ -158,7 +160,7 @@ def test_gradcheck(act, path, device):
     assert torch.autograd.gradcheck(lambda x, w: fused_conv1d(x, w, None, 3, 0, 1, 1, act), (x, w))
 
 
-@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("path", FORCED, indirect=True)
 @pytest.mark.parametrize("act", ["identity", "relu", "sigmoid"])
 def test_opcheck(act, path):
     x = torch.randn(2, 3, 11, requires_grad=True)
@@ -183,7 +185,7 @@ def test_grouped_opcheck():
                           (x, w, None, 1, 1, 1, 4, "gelu", 0.01))
 
 
-@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("path", FORCED, indirect=True)
 def test_non_contiguous_unbatched_and_empty(path):
     x = signal((20, 3, 4)).permute(2, 1, 0)  # (4, 3, 20), non-contiguous
     assert not x.is_contiguous()
@@ -254,7 +256,7 @@ def test_bad_inputs():
         torch.ops.lightdl.fused_conv1d(x, w.double(), None, 1, 0, 1, 1, "relu", 0.01)
 
 
-@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("path", FORCED, indirect=True)
 def test_deterministic_across_thread_counts(path):
     x = signal((9, 2, 300)).requires_grad_()
     w = torch.randn(6, 2, 5, requires_grad=True)
@@ -268,10 +270,12 @@ def test_deterministic_across_thread_counts(path):
             results.append(_grads(fused_conv1d, x, w, b, g, stride=1, padding=2, act="gelu"))
     finally:
         torch.set_num_threads(threads)
-    if path == "direct":  # ours: bitwise, whatever the thread count
-        for r in results[1:]:
-            for a, e in zip(r, results[0], strict=True):
+    for r in results[1:]:
+        for a, e in zip(r, results[0], strict=True):
+            if path == "direct":  # ours: bitwise, whatever the thread count
                 assert torch.equal(a, e)
+            else:  # MKL's / oneDNN's sums (2700 terms for grad_w) may be split by thread
+                torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5 * e.abs().max().item())
 
 
 @pytest.mark.parametrize("path", ["direct"], indirect=True)
@@ -298,7 +302,7 @@ def test_weight_gradient_ignores_the_next_channel(path, dtype):
     assert ((gb - want_b).abs() <= 16 * eps * g64.sum((0, 2)).to(dtype)).all()
 
 
-@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("path", FORCED, indirect=True)
 @pytest.mark.parametrize("act", ["relu", "leaky_relu"])
 def test_relu_epilogue_propagates_nan(path, act):
     # The direct forward applies relu / leaky_relu to whole vectors of a tile (csrc/cpu/
@@ -390,20 +394,20 @@ def test_vendor_path_applies_relu_in_place(act, alpha, dtype, path):
         torch.testing.assert_close(a, e, msg=lambda m, name=name: f"grad {name}: {m}", **tol)
 
 
-@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("path", FORCED, indirect=True)
 @pytest.mark.parametrize("act", ["relu", "sigmoid", "gelu"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_autograd_keeps_only_what_the_backward_reads(act, path, dtype):
     """Both backwards read act' from the output where they can (relu; sigmoid in float32):
     autograd keeps the output itself. Otherwise the direct backward recomputes the
     pre-activation and keeps nothing (gelu; bfloat16 sigmoid; bfloat16 relu, whose output
-    the CPU kernel would first have to convert), and the vendor backward keeps the
+    the CPU kernel would first have to convert), and the vendor and GEMM backwards keep the
     pre-activation."""
     x = signal((2, 3, 30), dtype).requires_grad_()
     w = signal((4, 3, 5), dtype).requires_grad_()
     y = fused_conv1d(x, w, None, padding=2, act=act)
     kept = y.grad_fn.saved_tensors[3]
-    from_output = grad_from_output(act, dtype) and (path == "vendor" or dtype == torch.float32)
+    from_output = grad_from_output(act, dtype) and (path != "direct" or dtype == torch.float32)
     if from_output:
         assert kept.data_ptr() == y.data_ptr()  # the output itself, no copy
     elif path == "direct":
@@ -422,9 +426,33 @@ def test_dispatch_rule():
         x, w = signal((2, c_in, length)), signal((3, c_in, k))
         saved = torch.ops.lightdl.fused_conv1d(x, w, None, 1, 1, 1, 1, "gelu", 0.01)[1]
         assert (saved.numel() == 0) == uses_direct_path(c_in, k, 1) == (c_in * k <= 42)
+    # Above the direct limit: the GEMM path for short CPU float32/float64 outputs.
+    assert conv1d_path(32, 5, 30) == conv1d_path(64, 3, GEMM_MAX_LEN) == "gemm"
+    assert conv1d_path(32, 5, GEMM_MAX_LEN + 1) == "vendor"
+    assert conv1d_path(8, 5, 30) == "direct"
+    assert conv1d_path(32, 5, 30, dtype=torch.bfloat16) == "vendor"
+    assert conv1d_path(32, 5, 30, device="cuda") == "vendor"
+    assert conv1d_path(32, 5, 30, groups=2) == "vendor"
 
 
-@pytest.mark.parametrize("path", ["direct", "vendor"], indirect=True)
+@pytest.mark.parametrize("length", [30, 100])
+def test_rule_picks_the_gemm_path_for_short_outputs(length, monkeypatch):
+    """The compiled rule agrees with conv1d_path: the unforced op is bitwise the forced path
+    it names, forward and backward (the GEMM and vendor paths sum in other orders)."""
+    x, w, b = signal((3, 32, length)), signal((8, 32, 5)), signal((8,))
+    g = signal((3, 8, length))
+    expected = conv1d_path(32, 5, length)
+    assert expected == ("gemm" if length <= GEMM_MAX_LEN else "vendor")
+    monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
+    auto = _grads(fused_conv1d, x, w, b, g, padding=2, act="relu")
+    for forced in ("gemm", "vendor"):
+        monkeypatch.setenv("LIGHTDL_CONV1D_PATH", forced)
+        got = _grads(fused_conv1d, x, w, b, g, padding=2, act="relu")
+        same = all(torch.equal(a, e) for a, e in zip(got, auto, strict=True))
+        assert same == (forced == expected), forced
+
+
+@pytest.mark.parametrize("path", FORCED, indirect=True)
 def test_compile_fullgraph(path):
     model = nn.Sequential(FusedConv1d(1, 8, 7, padding=3, act="relu"),
                           FusedConv1d(8, 8, 5, stride=2, padding="valid", act="gelu"))

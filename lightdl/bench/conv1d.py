@@ -1,8 +1,8 @@
 """fused_conv1d benchmark cases: shape presets and implementation builders, shared by
 benchmarks/bench_conv1d.py (and `lightdl bench ops` later).
 
-Implementations: "direct" and "vendor" (our op with its path forced through
-LIGHTDL_CONV1D_PATH; "native" is whichever of the two the dispatch rule picks), "eager"
+Implementations: "direct", "gemm" (CPU) and "vendor" (our op with its path forced through
+LIGHTDL_CONV1D_PATH; "native" is whichever the dispatch rule picks), "eager"
 (F.conv1d + the activation, PyTorch's own ops) and "compile" (torch.compile of the reference).
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from lightdl.ops import fused_conv1d, fused_conv1d_reference
-from lightdl.ops.conv1d import uses_direct_path
+from lightdl.ops.conv1d import conv1d_path
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,9 @@ class Conv1dShape:
                 f"p{self.padding} d{self.dilation}")
 
 
-# The issue's five shapes, then two around the dispatch threshold (C_in * K = 28 and 40).
+# The issue's five shapes, two around the direct path's threshold (C_in * K = 28 and 40), and
+# the second and third convolutions of configs/af_cnn.yaml (60-beat windows, halved by each
+# pooling), where the GEMM path runs.
 SHAPES: dict[str, Conv1dShape] = {
     "signal": Conv1dShape(64, 1, 1000, 32, 7, 1, 3, 1),
     "c32": Conv1dShape(64, 32, 500, 64, 5, 1, 2, 1),
@@ -52,14 +54,17 @@ SHAPES: dict[str, Conv1dShape] = {
     "c16-s2": Conv1dShape(64, 16, 1024, 16, 9, 2, 4, 1),
     "c4": Conv1dShape(64, 4, 1000, 32, 7, 1, 3, 1),
     "c8": Conv1dShape(64, 8, 500, 32, 5, 1, 2, 1),
+    "af-c32": Conv1dShape(64, 32, 30, 64, 5, 1, 2, 1),
+    "af-c64": Conv1dShape(64, 64, 15, 64, 3, 1, 1, 1),
 }
 ISSUE_SHAPES = ("signal", "c32", "c64", "c128-dil2", "c16-s2")
-IMPLS = ("direct", "vendor", "eager", "compile")
+IMPLS = ("direct", "gemm", "vendor", "eager", "compile")
+FORCED = ("direct", "gemm", "vendor")
 
 
-def native_path(shape: Conv1dShape) -> str:
-    """The path the dispatch rule picks for this shape (groups = 1)."""
-    return "direct" if uses_direct_path(shape.C_in, shape.K, 1) else "vendor"
+def native_path(shape: Conv1dShape, device: str = "cpu") -> str:
+    """The path the dispatch rule picks for this shape (groups = 1, float32)."""
+    return conv1d_path(shape.C_in, shape.K, shape.L_out, 1, torch.float32, device)
 
 
 class _forced_path:
@@ -90,9 +95,11 @@ def make_case(shape: Conv1dShape, impl: str, mode: str, act: str = "relu",
     b = torch.randn(shape.C_out, generator=g).to(device, dtype)
     grad = torch.randn(shape.N, shape.C_out, shape.L_out, generator=g).to(device, dtype)
     args = (shape.stride, shape.padding, shape.dilation, 1, act)
-    if impl in ("direct", "vendor"):
+    if impl in FORCED or impl == "native":
+        path = impl if impl in FORCED else None  # native: the rule's choice
+
         def op(*t):
-            with _forced_path(impl):
+            with _forced_path(path):
                 return fused_conv1d(*t, *args)
     elif impl == "eager":
         def op(*t):
@@ -111,7 +118,7 @@ def make_case(shape: Conv1dShape, impl: str, mode: str, act: str = "relu",
     xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
     # The backward op also reads LIGHTDL_CONV1D_PATH: it runs under the forced path too, or
     # a "vendor" row would time the vendor forward with the rule's (direct) backward.
-    forced = impl if impl in ("direct", "vendor") else None
+    forced = impl if impl in FORCED else None
 
     def run():
         xg.grad = wg.grad = bg.grad = None

@@ -134,19 +134,37 @@ def fused_conv1d(
     return out.squeeze(0) if unbatched else out
 
 
-# The path rule of csrc/conv1d.cpp (choose_path), mirrored for the fake kernel: the direct path
-# saves no pre-activation (its backward recomputes it), so the op's second output is empty.
+# The path rule of csrc/conv1d.cpp (choose_path), mirrored for the fake kernel (the direct path
+# saves no pre-activation: its backward recomputes it, so the op's second output is empty) and
+# for the benchmarks' "native" label.
 DIRECT_MAX_REDUCTION = 42  # C_in * K, at any length
+GEMM_MAX_LEN = 64  # output length, above DIRECT_MAX_REDUCTION, CPU float32/float64
+PATHS = ("direct", "gemm", "vendor")
 
 
 def uses_direct_path(c_in: int, kernel_size: int, groups: int) -> bool:
-    """Whether fused_conv1d runs our direct kernels (else the vendor convolution + epilogue)."""
+    """Whether fused_conv1d runs our direct kernels (else the GEMM path or the vendor
+    convolution, both + our epilogue)."""
     if groups != 1:
         return False
     forced = os.environ.get("LIGHTDL_CONV1D_PATH")
-    if forced in ("direct", "vendor"):
+    if forced in PATHS:
         return forced == "direct"
     return c_in * kernel_size <= DIRECT_MAX_REDUCTION
+
+
+def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
+                dtype: torch.dtype = torch.float32, device: str = "cpu") -> str:
+    """The path fused_conv1d takes: "direct" (our kernels), "gemm" (im2col + MKL GEMM, CPU
+    float32/float64, short outputs) or "vendor" (oneDNN / cuDNN convolution)."""
+    if uses_direct_path(c_in, kernel_size, groups):
+        return "direct"
+    gemm_ok = (groups == 1 and torch.device(device).type == "cpu"
+               and dtype in (torch.float32, torch.float64))
+    forced = os.environ.get("LIGHTDL_CONV1D_PATH")
+    if forced in PATHS:
+        return "gemm" if forced == "gemm" and gemm_ok else "vendor"
+    return "gemm" if gemm_ok and out_len <= GEMM_MAX_LEN else "vendor"
 
 
 def _register() -> None:
