@@ -152,3 +152,10 @@ def test_conv1d_bench_times_one_path_forward_and_backward(monkeypatch):
     assert _aten_calls(make_case(wide, "gemm", "fwdbwd")) == {"conv": 0, "mm": 3}
     assert _aten_calls(make_case(short, "native", "fwdbwd")) == {"conv": 0, "mm": 3}
     assert _aten_calls(make_case(wide, "native", "fwdbwd"))["conv"] == 2
+    # K >= 9, C_out <= 32: the direct forward, the vendor backward (relu: act' from the output;
+    # gelu needs the pre-activation, which only the vendor forward keeps).
+    long_k = Conv1dShape(2, 16, 200, 16, 9, 2, 4, 1)
+    assert native_path(long_k) == "direct/vendor" and native_path(long_k, act="gelu") == "vendor"
+    assert _aten_calls(make_case(long_k, "native", "fwdbwd"))["conv"] == 1
+    assert _aten_calls(make_case(long_k, "native", "fwdbwd", act="gelu"))["conv"] == 2
+    assert _aten_calls(make_case(long_k, "vendor", "fwdbwd"))["conv"] == 2

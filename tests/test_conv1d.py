@@ -433,6 +433,30 @@ def test_dispatch_rule():
     assert conv1d_path(32, 5, 30, dtype=torch.bfloat16) == "vendor"
     assert conv1d_path(32, 5, 30, device="cuda") == "vendor"
     assert conv1d_path(32, 5, 30, groups=2) == "vendor"
+    # oneDNN's slow long-kernel forward: ours forward, the vendor's backward.
+    assert conv1d_path(16, 9, 512, c_out=16, act="relu") == "direct/vendor"
+    assert conv1d_path(16, 9, 512, c_out=16, act="gelu") == "vendor"  # needs the pre-activation
+    assert conv1d_path(16, 9, 512, c_out=64, act="relu") == "vendor"
+    assert conv1d_path(16, 7, 512, c_out=16, act="relu") == "vendor"
+    assert conv1d_path(16, 9, 512, c_out=16, act="relu", device="cuda") == "vendor"
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "gelu", "identity"])
+def test_direct_forward_vendor_backward_matches_reference(act, monkeypatch):
+    """K >= 9, C_out <= 32 (CPU): the direct forward, then the vendor backward reading act'
+    from the output; gelu keeps the vendor forward. Same results as the reference, and the
+    forward bitwise the forced direct path's where the rule picks it."""
+    monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
+    cfg = dict(N=3, C=16, O=12, K=9, L=150, stride=2, padding=4, dilation=1, groups=1)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        _check(cfg, act, dtype, "cpu")
+    x, w, b = signal((3, 16, 150)), signal((12, 16, 9)), signal((12,))
+    auto = fused_conv1d(x, w, b, 2, 4, act=act)
+    split = conv1d_path(16, 9, 75, c_out=12, act=act) == "direct/vendor"
+    assert split == (act != "gelu")
+    monkeypatch.setenv("LIGHTDL_CONV1D_PATH", "direct")
+    direct = fused_conv1d(x, w, b, 2, 4, act=act)
+    assert torch.equal(auto, direct) == split
 
 
 @pytest.mark.parametrize("length", [30, 100])

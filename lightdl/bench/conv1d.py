@@ -62,9 +62,11 @@ IMPLS = ("direct", "gemm", "vendor", "eager", "compile")
 FORCED = ("direct", "gemm", "vendor")
 
 
-def native_path(shape: Conv1dShape, device: str = "cpu") -> str:
-    """The path the dispatch rule picks for this shape (groups = 1, float32)."""
-    return conv1d_path(shape.C_in, shape.K, shape.L_out, 1, torch.float32, device)
+def native_path(shape: Conv1dShape, device: str = "cpu", act: str = "relu") -> str:
+    """The path the dispatch rule picks for this shape (groups = 1, float32); "direct/vendor"
+    for the direct forward with the vendor's backward."""
+    return conv1d_path(shape.C_in, shape.K, shape.L_out, 1, torch.float32, device,
+                       shape.C_out, act)
 
 
 class _forced_path:

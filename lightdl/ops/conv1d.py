@@ -139,6 +139,7 @@ def fused_conv1d(
 # for the benchmarks' "native" label.
 DIRECT_MAX_REDUCTION = 42  # C_in * K, at any length
 GEMM_MAX_LEN = 64  # output length, above DIRECT_MAX_REDUCTION, CPU float32/float64
+DIRECT_FORWARD_MIN_K, DIRECT_FORWARD_MAX_OUT = 9, 32  # vendor backward, direct forward (CPU)
 PATHS = ("direct", "gemm", "vendor")
 
 
@@ -154,17 +155,27 @@ def uses_direct_path(c_in: int, kernel_size: int, groups: int) -> bool:
 
 
 def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
-                dtype: torch.dtype = torch.float32, device: str = "cpu") -> str:
+                dtype: torch.dtype = torch.float32, device: str = "cpu", c_out: int | None = None,
+                act: str = "identity", alpha: float = 0.01) -> str:
     """The path fused_conv1d takes: "direct" (our kernels), "gemm" (im2col + MKL GEMM, CPU
-    float32/float64, short outputs) or "vendor" (oneDNN / cuDNN convolution)."""
+    float32/float64, short outputs), "vendor" (oneDNN / cuDNN convolution), or
+    "direct/vendor": the direct forward and the vendor's backward (CPU, K >= 9, C_out <= 32,
+    where oneDNN's forward is slow; only for activations whose derivative comes from the
+    output, or identity, and when c_out is given)."""
     if uses_direct_path(c_in, kernel_size, groups):
         return "direct"
-    gemm_ok = (groups == 1 and torch.device(device).type == "cpu"
-               and dtype in (torch.float32, torch.float64))
+    cpu = torch.device(device).type == "cpu"
+    gemm_ok = groups == 1 and cpu and dtype in (torch.float32, torch.float64)
     forced = os.environ.get("LIGHTDL_CONV1D_PATH")
     if forced in PATHS:
         return "gemm" if forced == "gemm" and gemm_ok else "vendor"
-    return "gemm" if gemm_ok and out_len <= GEMM_MAX_LEN else "vendor"
+    if gemm_ok and out_len <= GEMM_MAX_LEN:
+        return "gemm"
+    if (groups == 1 and cpu and c_out is not None and kernel_size >= DIRECT_FORWARD_MIN_K
+            and c_out <= DIRECT_FORWARD_MAX_OUT
+            and (act == "identity" or grad_from_output(act, dtype, alpha))):
+        return "direct/vendor"
+    return "vendor"
 
 
 def _register() -> None:
