@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "checks.h"
-#include "cpu/mkl_threads.h"
+#include "cpu/blocks.h"
 #include "cpu/packed_gemm.h"
 #include "rnn_kernels.h"
 
@@ -175,16 +175,7 @@ int64_t row_block_count(const at::Tensor& x, int64_t B) {
 // f(p, r0, r1) for each of the P blocks of rows [r0, r1) of a batch of B, in parallel.
 template <typename F>
 void for_row_blocks(int64_t P, int64_t B, const F& f) {
-  if (P <= 1) {
-    f(int64_t{0}, int64_t{0}, B);
-    return;
-  }
-  at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
-    // Worker threads do not inherit the caller's dispatch state: stay below autograd.
-    at::AutoDispatchBelowADInplaceOrView below;
-    const cpu::MklSingleThread mkl_one_thread;  // each block's GEMMs on its own thread
-    for (int64_t p = p0; p < p1; ++p) f(p, B * p / P, B * (p + 1) / P);
-  });
+  cpu::for_blocks(P, B, f);
 }
 
 template <typename F>

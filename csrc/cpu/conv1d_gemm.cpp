@@ -19,14 +19,13 @@
 #include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
-#include <ATen/core/LegacyTypeDispatch.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "../conv1d_gemm.h"
 #include "../conv1d_math.h"
-#include "mkl_threads.h"
+#include "blocks.h"
 
 namespace lightdl::cpu {
 namespace {
@@ -130,25 +129,12 @@ void fold_rows(const T* gz, T* gz2, const Geom& g) {
   });
 }
 
-// Blocks of batch elements, one per thread, each running its copies and its products on its
-// own thread (MKL single-threaded, the loops' own parallel_for inline): MKL's two-thread
-// GEMM on these small products lost to oneDNN inside a training step (af_cnn, 2 threads).
+// Blocks of batch elements, one per thread (for_blocks, blocks.h), each running its copies
+// and its products on its own thread (MKL single-threaded, the loops' own parallel_for
+// inline): MKL's two-thread GEMM on these small products lost to oneDNN inside a training
+// step (af_cnn, 2 threads).
 int64_t batch_blocks(int64_t N) {
   return std::max<int64_t>(1, std::min<int64_t>(N, at::get_num_threads()));
-}
-
-template <typename F>
-void for_batch_blocks(int64_t P, int64_t N, const F& f) {
-  if (P <= 1) {
-    f(int64_t{0}, int64_t{0}, N);
-    return;
-  }
-  at::parallel_for(0, P, 1, [&](int64_t p0, int64_t p1) {
-    // Worker threads do not inherit the caller's dispatch state: stay below autograd.
-    at::AutoDispatchBelowADInplaceOrView below;
-    const MklSingleThread mkl_one_thread;
-    for (int64_t p = p0; p < p1; ++p) f(p, N * p / P, N * (p + 1) / P);
-  });
 }
 
 // The geometry of batch elements [n0, n1).
@@ -169,7 +155,7 @@ at::Tensor conv1d_gemm_forward(const at::Tensor& x, const at::Tensor& w, const a
     const T* xp = x.const_data_ptr<T>();
     const T* bp = b.defined() ? b.const_data_ptr<T>() : nullptr;
     T* op = out.mutable_data_ptr<T>();
-    for_batch_blocks(batch_blocks(g.N), g.N, [&](int64_t, int64_t n0, int64_t n1) {
+    for_blocks(batch_blocks(g.N), g.N, [&](int64_t, int64_t n0, int64_t n1) {
       const Geom s = sub(g, n0, n1);
       if (s.N == 0) return;
       at::Tensor cols = at::empty({g.C * g.K, s.NL()}, x.options());
@@ -198,7 +184,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv1d_gemm_backward(const at::Te
     using T = scalar_t;
     const T* xp = x.const_data_ptr<T>();
     const T* gzp = gz.const_data_ptr<T>();
-    for_batch_blocks(P, g.N, [&](int64_t p, int64_t n0, int64_t n1) {
+    for_blocks(P, g.N, [&](int64_t p, int64_t n0, int64_t n1) {
       const Geom s = sub(g, n0, n1);
       if (s.N == 0) return;
       at::Tensor gz2 = at::empty({g.O, s.NL()}, x.options());
