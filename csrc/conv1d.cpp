@@ -25,6 +25,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -81,21 +82,6 @@ constexpr int64_t kGemmMaxLen = 64;
 
 enum class Path { Direct, Vendor, Gemm };
 
-Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64_t Lo) {
-  if (groups != 1) return Path::Vendor;  // the direct and GEMM paths are groups == 1 only
-  // The GEMM path runs at::mm in the input's dtype: CPU float32 / float64 only (a forced
-  // "gemm" elsewhere runs the vendor path).
-  const bool gemm_ok = !x.is_cuda() &&
-                       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
-  if (const char* env = std::getenv("LIGHTDL_CONV1D_PATH")) {
-    if (std::strcmp(env, "direct") == 0) return Path::Direct;
-    if (std::strcmp(env, "vendor") == 0) return Path::Vendor;
-    if (std::strcmp(env, "gemm") == 0) return gemm_ok ? Path::Gemm : Path::Vendor;
-  }
-  if (w.size(1) * w.size(2) <= kDirectMaxReduction) return Path::Direct;
-  return gemm_ok && Lo <= kGemmMaxLen ? Path::Gemm : Path::Vendor;
-}
-
 // oneDNN's CPU forward is slow for long kernels: K >= 9 took 2.5-4x the time of K = 7 on the
 // same channels. There our direct forward wins even far above the direct limit, while its
 // backward still loses, so (rule's choice only, CPU, the vendor path, C_out <= 32, K >= 9)
@@ -107,10 +93,32 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64
 constexpr int64_t kDirectForwardMinK = 9;
 constexpr int64_t kDirectForwardMaxOut = 32;
 
-bool path_forced() {
+// LIGHTDL_CONV1D_PATH=direct|gemm|vendor (benchmarks, tests), read on every call; a forced
+// "gemm" where the GEMM path does not apply runs the vendor path.
+std::optional<Path> forced_path(bool gemm_ok) {
   const char* env = std::getenv("LIGHTDL_CONV1D_PATH");
-  return env != nullptr && (std::strcmp(env, "direct") == 0 || std::strcmp(env, "vendor") == 0 ||
-                            std::strcmp(env, "gemm") == 0);
+  if (env == nullptr) return std::nullopt;
+  if (std::strcmp(env, "direct") == 0) return Path::Direct;
+  if (std::strcmp(env, "vendor") == 0) return Path::Vendor;
+  if (std::strcmp(env, "gemm") == 0) return gemm_ok ? Path::Gemm : Path::Vendor;
+  return std::nullopt;
+}
+
+// `forward`: the forward op's choice, which may run the direct forward ahead of the vendor
+// backward (see kDirectForwardMinK); `want_pre`: the forward must return the pre-activation.
+Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64_t Lo,
+                 bool forward = false, bool want_pre = true) {
+  if (groups != 1) return Path::Vendor;  // the direct and GEMM paths are groups == 1 only
+  // The GEMM path runs at::mm in the input's dtype: CPU float32 / float64 only.
+  const bool gemm_ok = !x.is_cuda() &&
+                       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
+  if (const std::optional<Path> forced = forced_path(gemm_ok)) return *forced;
+  if (w.size(1) * w.size(2) <= kDirectMaxReduction) return Path::Direct;
+  if (gemm_ok && Lo <= kGemmMaxLen) return Path::Gemm;
+  if (forward && !want_pre && !x.is_cuda() && w.size(2) >= kDirectForwardMinK &&
+      w.size(0) <= kDirectForwardMaxOut)
+    return Path::Direct;  // the forward only
+  return Path::Vendor;
 }
 
 // Whether some kernel tap k reads only padding at every output position l, i.e. no l in
@@ -193,11 +201,9 @@ std::tuple<at::Tensor, at::Tensor> fused_conv1d(const at::Tensor& x_in, const at
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   const Conv1dArgs args{stride, padding, dilation};
-  Path path =
-      choose_path(x, w, groups, conv1d_out_len(x.size(2), w.size(2), stride, padding, dilation));
-  if (path == Path::Vendor && groups == 1 && !x.is_cuda() && w.size(2) >= kDirectForwardMinK &&
-      w.size(0) <= kDirectForwardMaxOut && !want_pre && !path_forced())
-    path = Path::Direct;  // the forward only (see kDirectForwardMinK)
+  const Path path =
+      choose_path(x, w, groups, conv1d_out_len(x.size(2), w.size(2), stride, padding, dilation),
+                  /*forward=*/true, want_pre);
   if (path == Path::Direct) {
     // The direct backward recomputes the pre-activation (or reads the output): no second
     // output to save.

@@ -172,15 +172,9 @@ int64_t row_block_count(const at::Tensor& x, int64_t B) {
                            1, std::min<int64_t>(at::get_num_threads(), B / kMinRowsPerBlock));
 }
 
-// f(p, r0, r1) for each of the P blocks of rows [r0, r1) of a batch of B, in parallel.
-template <typename F>
-void for_row_blocks(int64_t P, int64_t B, const F& f) {
-  cpu::for_blocks(P, B, f);
-}
-
 template <typename F>
 void over_row_blocks(const at::Tensor& x, int64_t B, const F& f) {
-  for_row_blocks(row_block_count(x, B), B, [&](int64_t, int64_t r0, int64_t r1) { f(r0, r1); });
+  cpu::for_blocks(row_block_count(x, B), B, [&](int64_t, int64_t r0, int64_t r1) { f(r0, r1); });
 }
 
 // The per-step recurrent product C (+)= A W, W (k x n) the same for every step: on CPU in
@@ -515,7 +509,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const void *gp = gates.const_data_ptr(), *csp = cs.const_data_ptr(), *c0p = C0.const_data_ptr(),
              *gyp = gy.defined() ? gy.const_data_ptr() : nullptr;
   void *dhp = dh.data_ptr(), *dcp = dc.data_ptr();
-  for_row_blocks(P, d.B, [&](int64_t p, int64_t r0, int64_t r1) {
+  cpu::for_blocks(P, d.B, [&](int64_t p, int64_t r0, int64_t r1) {
     const int64_t n = r1 - r0, K = chunk_steps(n, d.T, G, es);
     at::Tensor dG = at::empty({K * n, G}, X3.options());  // one chunk of steps, this block's rows
     LeftOperand L(K * n, d.I, d.H, true, true, X3.options());
@@ -629,7 +623,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const void *sp = saved.const_data_ptr(), *Yp = Y3.const_data_ptr(), *h0p = H0.const_data_ptr(),
              *gyp = gy.defined() ? gy.const_data_ptr() : nullptr;
   void* dhp = dh.data_ptr();
-  for_row_blocks(P, d.B, [&](int64_t p, int64_t r0, int64_t r1) {
+  cpu::for_blocks(P, d.B, [&](int64_t p, int64_t r0, int64_t r1) {
     const int64_t n = r1 - r0, K = chunk_steps(n, d.T, 2 * G, es);
     // One chunk of steps of this block's rows, input side and hidden side.
     at::Tensor dXg = at::empty({K * n, G}, X3.options()), dHg = at::empty({K * n, G}, X3.options());
