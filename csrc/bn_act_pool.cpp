@@ -42,6 +42,11 @@ namespace {
 
 using OptTensor = std::optional<at::Tensor>;
 
+// The batch and length dims of (N, C, L), as an IntArrayRef: with a braced list, `sum({0, 2})`
+// is ambiguous between the IntArrayRef and DimnameList overloads in some torch versions.
+constexpr std::array<int64_t, 2> kStatDimList{0, 2};
+const at::IntArrayRef kStatDims(kStatDimList);
+
 bool defined(const OptTensor& t) { return t.has_value() && t->defined(); }
 
 at::ScalarType compute_type(const at::Tensor& x) {
@@ -182,7 +187,7 @@ Prepared prepare(const at::Tensor& x, const OptTensor& weight, const OptTensor& 
     return p;
   }
   if (batch_stats) {
-    std::tie(p.var, p.mean) = at::var_mean(p.xc, {0, 2}, /*correction=*/0, /*keepdim=*/false);
+    std::tie(p.var, p.mean) = at::var_mean(p.xc, kStatDims, /*unbiased=*/false, /*keepdim=*/false);
   } else {
     p.mean = as_compute(mean_in, ct);
     p.var = as_compute(var_in, ct);
@@ -286,8 +291,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> bn_act_pool1d_backward(
   } else {
     const at::Tensor inv = at::rsqrt(p.var + eps);
     const at::Tensor xhat = (p.xc - p.mean.view({1, -1, 1})) * inv.view({1, -1, 1});
-    const at::Tensor sdz = dz.sum({0, 2});
-    const at::Tensor sdzx = (dz * xhat).sum({0, 2});
+    const at::Tensor sdz = dz.sum(kStatDims);
+    const at::Tensor sdzx = (dz * xhat).sum(kStatDims);
     if (mask[0]) {
       at::Tensor wi = defined(weight) ? inv * weight->to(ct) : inv;
       at::Tensor d = dz;

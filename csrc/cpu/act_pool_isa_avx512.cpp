@@ -1,6 +1,7 @@
 // AVX-512 build of the act_pool1d inner loops; only called when the CPU reports
 // AVX512F/BW/DQ/VL (csrc/cpu/isa.cpp decides, for these loops and the bias_act ones alike).
 #if defined(__x86_64__) && defined(__GNUC__)
+#include "isa_prelude.h"  // before the pragma: see the header
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
 #define LIGHTDL_ISA isa_avx512
 #include "act_pool_kernels.h"

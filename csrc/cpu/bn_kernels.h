@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "aligned_vec.h"
 #include "bn_table.h"
 #include "vec64.h"
 
@@ -92,7 +93,7 @@ template <typename T>
 void stats(const T* __restrict x, int64_t N, int64_t C, int64_t L, int64_t c0, int64_t c1,
            T* __restrict mean, T* __restrict var) {
   const T inv_n = T(1) / static_cast<T>(N * L);
-  std::vector<Acc<T>> acc(static_cast<size_t>(c1 - c0));
+  AlignedVector<Acc<T>> acc(static_cast<size_t>(c1 - c0));
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = c0; c < c1; ++c) {
       const T* r = x + (n * C + c) * L;
@@ -135,7 +136,7 @@ void grad(const T* __restrict dz, const T* __restrict x, T* __restrict gx, int64
           const T* __restrict w, T eps, bool training, T* __restrict sums) {
   const T inv_n = T(1) / static_cast<T>(N * L);
   const int64_t nc = c1 - c0;
-  std::vector<Acc<T>> acc(static_cast<size_t>(2 * nc));  // sum dz, sum dz (x - m)
+  AlignedVector<Acc<T>> acc(static_cast<size_t>(2 * nc));  // sum dz, sum dz (x - m)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t o = (n * C + c) * L;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "../activations.h"
+#include "aligned_vec.h"
 #include "conv1d_table.h"
 #include "vec64.h"
 
@@ -527,7 +528,7 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
   // (+ one tile: a partial last tile reads, and discards, up to 2 kLT values past the end.)
   std::vector<T> gzp(static_cast<size_t>(kOB * Lz + 2 * kLT<T>), T(0));
   using V = VecT<T>;
-  std::vector<V> gwv(gw_acc != nullptr ? g.O * CK : 0, V{}), gbv(gb_acc != nullptr ? g.O : 0, V{});
+  AlignedVector<V> gwv(gw_acc != nullptr ? g.O * CK : 0, V{}), gbv(gb_acc != nullptr ? g.O : 0, V{});
   const MaskT<T> tail = tail_mask<T>(g.Lo % kLanes<T>);
   for (int64_t n = n0; n < n1; ++n) {
     const T* xn = xph + n * g.C * R;

@@ -1,5 +1,6 @@
 // AVX-512 build of the CPU inner loops; only called when the CPU reports AVX512F/BW/DQ/VL.
 #if defined(__x86_64__) && defined(__GNUC__)
+#include "isa_prelude.h"  // before the pragma: see the header
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
 #define LIGHTDL_ISA isa_avx512
 #include "bias_act_kernels.h"

@@ -1,6 +1,7 @@
 // AVX-512 build of the CPU LSTM/GRU row loops; only called when the CPU reports
 // AVX512F/BW/DQ/VL. 512-bit vectors are asked for explicitly (GCC may prefer 256 otherwise).
 #if defined(__x86_64__) && defined(__GNUC__)
+#include "isa_prelude.h"  // before the pragma: see the header
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,prefer-vector-width=512")
 #define LIGHTDL_ISA isa_avx512
 #define LIGHTDL_RNN_VEC 64  // the LSTM gate math by hand in 16-lane vectors (rnn_rows_kernels.h)
