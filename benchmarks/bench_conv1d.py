@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import lightdl
-from lightdl.bench import Timer, machine_description
+from lightdl.bench import Timer, full_float32, machine_description
 from lightdl.bench.conv1d import IMPLS, ISSUE_SHAPES, SHAPES, make_case, native_path
 from lightdl.ops import fused_conv1d_reference
 
@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         args.impls = ["eager", *args.impls]
     if args.device != "cpu":  # the GEMM path is CPU-only (forced elsewhere it is the vendor's)
         args.impls = [i for i in args.impls if i != "gemm"]
+    if args.device == "cuda":
+        full_float32()
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device visible")
     result = run(args)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import lightdl
-from lightdl.bench import Timer, machine_description
+from lightdl.bench import Timer, full_float32, machine_description
 from lightdl.bench.rnn import IMPLS, KINDS, MODES, SHAPES, build, same_result
 
 ROOT = Path(__file__).resolve().parent
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default benchmarks/results/<device>)")
     args = p.parse_args(argv)
+    if args.device == "cuda":
+        full_float32()
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device visible")
     if "fused" not in args.impls:

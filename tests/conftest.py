@@ -12,6 +12,12 @@ import torch
 
 from tests.helpers import HAS_CUDA
 
+# Float32 results are compared with float64 references and with torch.nn on the same device.
+# cuDNN runs float32 convolutions and RNNs in TF32 (10-bit mantissa) by default on Ampere and
+# later GPUs, far outside float32 tolerances: the tests ask for full float32 throughout.
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
+
 _SEED = int(os.environ.get("LIGHTDL_TEST_SEED", random.SystemRandom().randrange(2**31)))
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -13,7 +13,7 @@ import torch
 
 from lightdl.bench.limits import Limits, measure_limits
 from lightdl.bench.spec import OpSpec, Runner
-from lightdl.bench.timing import Timer, machine_description
+from lightdl.bench.timing import Timer, full_float32, machine_description
 
 TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4, torch.bfloat16: 3e-2, torch.float16: 5e-3}
 
@@ -99,6 +99,7 @@ def run_ops(ops: Sequence[str], shapes: Sequence[str] | None = None, *,
         threads = list(threads or [torch.get_num_threads()])
     else:
         threads = [torch.get_num_threads()]
+        full_float32()
     cases = []
     for op in ops:
         spec = table[op]

@@ -70,6 +70,14 @@ def allocator_description() -> str:
     return "glibc malloc (default settings)" + (f" with {tuned}" if tuned else "")
 
 
+def full_float32() -> None:
+    """Run every CUDA implementation in full float32. cuDNN's default runs eager's float32
+    convolutions and RNNs in TF32 (10-bit mantissa) on Ampere and later GPUs: another
+    arithmetic than our kernels', and outside the float32 check tolerance."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def machine_description(device: str = "cpu") -> dict[str, object]:
     info: dict[str, object] = {
         "machine": platform.machine(),
@@ -81,6 +89,7 @@ def machine_description(device: str = "cpu") -> dict[str, object]:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
+        info["tf32"] = bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
     return info
 
 
