@@ -80,6 +80,15 @@ constexpr int64_t kDirectMaxReduction = 42;  // C_in * K
 // 6-9% less time on 1 and on 2 threads (interleaved, 400 steps each).
 constexpr int64_t kGemmMaxLen = 64;
 
+// On CUDA, short outputs run direct above the direct limit too: there the work is small and
+// cuDNN's calls cost more than our kernels. Direct / vendor time, H100, float32 without TF32,
+// median of 30 interleaved rounds (benchmarks/results/cuda/conv1d.md), forward and
+// forward+backward: af-c32 (64x32x30 -> 64, K 5, C_in * K 160) 0.73 / 0.70, af-c64 (64x64x15
+// -> 64, K 3, 192) 0.74 / 0.79; at long outputs cuDNN wins: c16-s2 (L_out 512, 144) 1.28 /
+// 1.23, c32 (L_out 500, 160) 2.7 / 3.4. Bounded by the largest reduction measured.
+constexpr int64_t kCudaDirectMaxLen = 64;
+constexpr int64_t kCudaDirectMaxReduction = 192;
+
 enum class Path { Direct, Vendor, Gemm };
 
 // oneDNN's CPU forward is slow for long kernels: K >= 9 took 2.5-4x the time of K = 7 on the
@@ -113,7 +122,10 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64
   const bool gemm_ok = !x.is_cuda() &&
                        (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
   if (const std::optional<Path> forced = forced_path(gemm_ok)) return *forced;
-  if (w.size(1) * w.size(2) <= kDirectMaxReduction) return Path::Direct;
+  const int64_t reduction = w.size(1) * w.size(2);
+  if (reduction <= kDirectMaxReduction) return Path::Direct;
+  if (x.is_cuda() && Lo <= kCudaDirectMaxLen && reduction <= kCudaDirectMaxReduction)
+    return Path::Direct;
   if (gemm_ok && Lo <= kGemmMaxLen) return Path::Gemm;
   if (forward && !want_pre && !x.is_cuda() && w.size(2) >= kDirectForwardMinK &&
       w.size(0) <= kDirectForwardMaxOut)

@@ -145,7 +145,8 @@ def test_conv1d_bench_times_one_path_forward_and_backward(monkeypatch):
     wide = Conv1dShape(2, 16, 100, 8, 5, 1, 2, 1)    # vendor: C_in * K = 80, L_out = 100
     short = Conv1dShape(2, 16, 30, 8, 5, 1, 2, 1)    # gemm: L_out = 30
     assert native_path(signal) == "direct" and native_path(wide) == "vendor"
-    assert native_path(short) == "gemm" and native_path(short, "cuda") == "vendor"
+    assert native_path(short) == "gemm" and native_path(short, "cuda") == "direct"
+    assert native_path(wide, "cuda") == "vendor"
     assert _aten_calls(make_case(signal, "vendor", "fwdbwd"))["conv"] == 2  # forward, backward
     assert _aten_calls(make_case(wide, "direct", "fwdbwd")) == {"conv": 0, "mm": 0}
     # The GEMM path: one product forward, two backward (grad_input, grad_weight).

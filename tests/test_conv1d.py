@@ -431,14 +431,35 @@ def test_dispatch_rule():
     assert conv1d_path(32, 5, GEMM_MAX_LEN + 1) == "vendor"
     assert conv1d_path(8, 5, 30) == "direct"
     assert conv1d_path(32, 5, 30, dtype=torch.bfloat16) == "vendor"
-    assert conv1d_path(32, 5, 30, device="cuda") == "vendor"
     assert conv1d_path(32, 5, 30, groups=2) == "vendor"
+    # CUDA: no GEMM path; short outputs run direct up to C_in * K 192, cuDNN beyond.
+    assert conv1d_path(32, 5, 30, device="cuda") == conv1d_path(64, 3, 64, device="cuda") \
+        == "direct"
+    assert conv1d_path(32, 5, 65, device="cuda") == "vendor"
+    assert conv1d_path(128, 3, 30, device="cuda") == "vendor"  # C_in * K 384
+    assert conv1d_path(64, 3, 30, groups=2, device="cuda") == "vendor"
+    assert not uses_direct_path(32, 5, 1, device="cuda")  # no length given: the general rule
     # oneDNN's slow long-kernel forward: ours forward, the vendor's backward.
     assert conv1d_path(16, 9, 512, c_out=16, act="relu") == "direct/vendor"
     assert conv1d_path(16, 9, 512, c_out=16, act="gelu") == "vendor"  # needs the pre-activation
     assert conv1d_path(16, 9, 512, c_out=64, act="relu") == "vendor"
     assert conv1d_path(16, 7, 512, c_out=16, act="relu") == "vendor"
     assert conv1d_path(16, 9, 512, c_out=16, act="relu", device="cuda") == "vendor"
+
+
+@pytest.mark.cuda
+def test_cuda_rule_matches_the_compiled_op(monkeypatch):
+    """The CUDA op takes the path conv1d_path names: its direct path keeps no pre-activation
+    for gelu (the vendor path does), and results match the reference either way."""
+    monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
+    for c_in, k, length in ((32, 5, 30), (64, 3, 64), (32, 5, 65), (128, 3, 30), (8, 5, 500)):
+        x, w = signal((2, c_in, length), device="cuda"), signal((3, c_in, k), device="cuda")
+        out, saved = torch.ops.lightdl.fused_conv1d(x, w, None, 1, 0, 1, 1, "gelu", 0.01)
+        l_out = length - k + 1
+        direct = conv1d_path(c_in, k, l_out, device="cuda") == "direct"
+        assert (saved.numel() == 0) == direct, (c_in, k, length)
+        ref = fused_conv1d_reference(x.double(), w.double(), act="gelu")
+        torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4 * ref.abs().max())
 
 
 @pytest.mark.parametrize("act", ["relu", "sigmoid", "gelu", "identity"])
