@@ -41,8 +41,14 @@ class _StepClock(L.Callback):
 
 def run_once(config: str, fused: bool, steps: int, overrides: list[str], workdir: str) -> dict:
     """One training run in this process; returns per-step times, sizes and losses."""
+    from lightdl.bench.timing import full_float32
     from lightdl.train_cli import LightdlCLI
 
+    # Both variants in the same arithmetic: with cuDNN's default TF32 the unfused model's
+    # convolutions and LSTMs would round differently from our float32 kernels (on an H100 the
+    # af_cnn loss curves then differed by 2e-3 over the first steps).
+    if torch.cuda.is_available():
+        full_float32()
     args = ["--config", config, *overrides,
             "--model.init_args.model.init_args.fused", "true" if fused else "false",
             "--trainer.max_steps", str(steps), "--trainer.max_epochs", "100000",
