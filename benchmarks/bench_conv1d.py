@@ -196,11 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         args.impls = ["eager", *args.impls]
     if args.device != "cpu":  # the GEMM path is CPU-only (forced elsewhere it is the vendor's)
         args.impls = [i for i in args.impls if i != "gemm"]
-    if args.device == "cuda":
-        full_float32()
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device visible")
-    result = run(args)
+    with full_float32():  # CUDA: eager's cuDNN calls in float32 like ours, not TF32
+        result = run(args)
     out = args.out or ROOT / "results" / args.device
     out.mkdir(parents=True, exist_ok=True)
     (out / "conv1d.json").write_text(json.dumps(result, indent=1))

@@ -160,3 +160,18 @@ def test_conv1d_bench_times_one_path_forward_and_backward(monkeypatch):
     assert _aten_calls(make_case(long_k, "native", "fwdbwd"))["conv"] == 1
     assert _aten_calls(make_case(long_k, "native", "fwdbwd", act="gelu"))["conv"] == 2
     assert _aten_calls(make_case(long_k, "vendor", "fwdbwd"))["conv"] == 2
+
+
+def test_full_float32_turns_tf32_off_and_restores_it():
+    from lightdl.bench import full_float32
+    flags = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = [f.allow_tf32 for f in flags]
+    try:
+        for f in flags:
+            f.allow_tf32 = True
+        with full_float32():
+            assert not any(f.allow_tf32 for f in flags)
+        assert all(f.allow_tf32 for f in flags)
+    finally:
+        for f, v in zip(flags, saved, strict=True):
+            f.allow_tf32 = v

@@ -99,7 +99,6 @@ def run_ops(ops: Sequence[str], shapes: Sequence[str] | None = None, *,
         threads = list(threads or [torch.get_num_threads()])
     else:
         threads = [torch.get_num_threads()]
-        full_float32()
     cases = []
     for op in ops:
         spec = table[op]
@@ -113,24 +112,28 @@ def run_ops(ops: Sequence[str], shapes: Sequence[str] | None = None, *,
     done = 0
     started = time.perf_counter()
     saved_threads = torch.get_num_threads()
-    try:
-        for n_threads in threads:
-            if device == "cpu":
-                torch.set_num_threads(n_threads)
-            _progress(f"measuring copy bandwidth and GEMM rate ({n_threads} thread(s))", progress)
-            limits[n_threads] = measure_limits(device, dtype)
-            for spec, text, shape in cases:
-                for mode in modes:
-                    done += 1
-                    _progress(f"[{done}/{total}] {spec.name} {text} {mode} {n_threads} thread(s)"
-                              f"  {time.perf_counter() - started:.0f}s", progress)
-                    rows += _one_case(spec, text, shape, mode, n_threads, device, dtype, impls,
-                                      repeats, warmup, options, limits[n_threads], extra_impls)
-    finally:
-        torch.set_num_threads(saved_threads)
-        _progress("", progress)
+    with full_float32():  # CUDA: every implementation in the same float32 arithmetic
+        try:
+            for n_threads in threads:
+                if device == "cpu":
+                    torch.set_num_threads(n_threads)
+                _progress(f"measuring copy bandwidth and GEMM rate ({n_threads} thread(s))",
+                          progress)
+                limits[n_threads] = measure_limits(device, dtype)
+                for spec, text, shape in cases:
+                    for mode in modes:
+                        done += 1
+                        _progress(f"[{done}/{total}] {spec.name} {text} {mode} {n_threads} "
+                                  f"thread(s)  {time.perf_counter() - started:.0f}s", progress)
+                        rows += _one_case(spec, text, shape, mode, n_threads, device, dtype,
+                                          impls, repeats, warmup, options, limits[n_threads],
+                                          extra_impls)
+        finally:
+            torch.set_num_threads(saved_threads)
+            _progress("", progress)
+        machine = machine_description(device)  # records the TF32 settings used
     return {
-        "machine": machine_description(device),
+        "machine": machine,
         "device": device,
         "dtype": str(dtype).replace("torch.", ""),
         "limits": {str(t): lim.as_dict() for t, lim in limits.items()},

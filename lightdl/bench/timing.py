@@ -3,11 +3,12 @@ round by round (so drift hits all of them alike), medians, CUDA events on the GP
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -70,12 +71,18 @@ def allocator_description() -> str:
     return "glibc malloc (default settings)" + (f" with {tuned}" if tuned else "")
 
 
-def full_float32() -> None:
-    """Run every CUDA implementation in full float32. cuDNN's default runs eager's float32
-    convolutions and RNNs in TF32 (10-bit mantissa) on Ampere and later GPUs: another
-    arithmetic than our kernels', and outside the float32 check tolerance."""
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """Within the block, every CUDA implementation runs in full float32 (the previous settings
+    come back on exit). cuDNN's default runs eager's float32 convolutions and RNNs in TF32
+    (10-bit mantissa) on Ampere and later GPUs: another arithmetic than our kernels', and
+    outside the float32 check tolerance. No effect on CPU work."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def machine_description(device: str = "cpu") -> dict[str, object]:

@@ -17,6 +17,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from lightdl.bench.timing import full_float32
+
 VARIANTS = ("fused", "unfused")
 
 
@@ -41,14 +43,8 @@ class _StepClock(L.Callback):
 
 def run_once(config: str, fused: bool, steps: int, overrides: list[str], workdir: str) -> dict:
     """One training run in this process; returns per-step times, sizes and losses."""
-    from lightdl.bench.timing import full_float32
     from lightdl.train_cli import LightdlCLI
 
-    # Both variants in the same arithmetic: with cuDNN's default TF32 the unfused model's
-    # convolutions and LSTMs would round differently from our float32 kernels (on an H100 the
-    # af_cnn loss curves then differed by 2e-3 over the first steps).
-    if torch.cuda.is_available():
-        full_float32()
     args = ["--config", config, *overrides,
             "--model.init_args.model.init_args.fused", "true" if fused else "false",
             "--trainer.max_steps", str(steps), "--trainer.max_epochs", "100000",
@@ -60,7 +56,11 @@ def run_once(config: str, fused: bool, steps: int, overrides: list[str], workdir
     cli = LightdlCLI(args=args, run=False)
     clock = _StepClock()
     cli.trainer.callbacks.append(clock)
-    cli.trainer.fit(cli.model, cli.datamodule)
+    # Both variants in the same arithmetic: with cuDNN's default TF32 the unfused model's
+    # convolutions and LSTMs would round differently from our float32 kernels (on an H100 the
+    # af_cnn loss curves then differed by 2e-3 over the first steps).
+    with full_float32():
+        cli.trainer.fit(cli.model, cli.datamodule)
     num_batches = cli.trainer.num_training_batches
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None)
     import resource
