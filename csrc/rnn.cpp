@@ -23,6 +23,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <tuple>
@@ -150,6 +151,18 @@ StepKernels kernels_for(const at::Tensor& x) {
   }
   return {cpu::lstm_fwd_step, cpu::lstm_bwd_step, cpu::gru_fwd_step, cpu::gru_bwd_step};
 }
+
+// LIGHTDL_RNN_CUDA_LOOP=persistent runs the CUDA layers' whole time loop in one launch
+// (csrc/cuda/rnn_loop.cu) where it fits (hidden size <= 1024); read on every call. It is not
+// the default yet: it was written in a session without a GPU and has not been timed against
+// the step path and cuDNN, which decides the rule.
+#ifdef LIGHTDL_WITH_CUDA
+bool use_loop(const at::Tensor& x, int64_t H, int gates, bool dbl) {
+  if (!x.is_cuda()) return false;
+  const char* env = std::getenv("LIGHTDL_RNN_CUDA_LOOP");
+  return env != nullptr && std::strcmp(env, "persistent") == 0 && cuda::loop_fits(H, gates, dbl);
+}
+#endif
 
 // Batch entries are independent through the whole sequence, so on CPU the steps run on P
 // blocks of rows in parallel, each block with its own small per-step GEMMs (MKL runs
@@ -418,6 +431,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   const at::Tensor bias = bias_or_zeros(b_ih, G, X) + bias_or_zeros(b_hh, G, X);
   at::Tensor h = fresh(h0, ct), c = fresh(c0, ct);
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
+#ifdef LIGHTDL_WITH_CUDA
+  if (use_loop(x, d.H, 4, dbl)) {
+    // The input projection for all steps as one GEMM, then the whole loop in one launch.
+    at::Tensor g = save ? gates : at::empty({d.T, d.B, G}, X.options());
+    at::Tensor cs_all = at::empty({save ? d.T : 0, d.B, d.H}, X.options());
+    if (g.numel() > 0) {
+      at::Tensor g2 = g.view({-1, G});
+      at::mm_out(g2, X, WihT);
+    }
+    const Lengths len(lengths, x.device());
+    cuda::lstm_fwd_loop(dbl, {g.data_ptr(), WhhT.const_data_ptr(), bias.const_data_ptr(),
+                              nullptr, h.data_ptr(), c.data_ptr(), y.data_ptr(),
+                              save ? cs_all.data_ptr() : nullptr, len.ptr, d.T, d.B, d.H});
+    const auto st = x.scalar_type();
+    if (!save) g = at::empty({0}, X.options()), cs_all = at::empty({0}, X.options());
+    return {as_dtype(y, st), as_dtype(h, st), as_dtype(c, st), g, cs_all};
+  }
+#endif
   at::Tensor cs = at::empty({save ? d.T : 1, d.B, d.H}, X.options());
   const Lengths len(lengths, x.device());
   void *gp = gates.data_ptr(), *hp = h.data_ptr(), *cp = c.data_ptr(), *yp = y.data_ptr(),
@@ -501,11 +532,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor dc = defined(grad_c) ? fresh(*grad_c, ct) : at::zeros({d.B, d.H}, X3.options());
   at::Tensor dx = at::empty(x_grad ? at::IntArrayRef{d.T, d.B, d.I} : at::IntArrayRef{0},
                             X3.options());
+  const Lengths len(lengths, x.device());
+#ifdef LIGHTDL_WITH_CUDA
+  if (use_loop(x, d.H, 4, dbl)) {
+    // The reverse loop in one launch writes every step's gate gradients; the weight and
+    // input gradients are then single GEMMs over all steps.
+    at::Tensor dG = at::empty({d.T * d.B, G}, X3.options());
+    cuda::lstm_bwd_loop(dbl, {gates.const_data_ptr(), cs.const_data_ptr(), C0.const_data_ptr(),
+                              nullptr, nullptr, gy.defined() ? gy.const_data_ptr() : nullptr,
+                              Whh.const_data_ptr(), dh.data_ptr(), dc.data_ptr(), dG.data_ptr(),
+                              nullptr, len.ptr, d.T, d.B, d.H});
+    at::Tensor dW1 = at::zeros({d.I + d.H + 1, G}, X3.options());
+    if (dG.numel() > 0) {
+      LeftOperand L(d.T * d.B, d.I, d.H, true, true, X3.options());
+      dW1.addmm_(L.fill(X3, H0, Y3, 0, d.T, 0, d.B).t(), dG);
+      if (x_grad) input_grad(dx, dG, Wih, 0, d.T, 0, d.B);
+    } else if (x_grad) {
+      dx.zero_();
+    }
+    const auto st = x.scalar_type();
+    return {as_dtype(dx, st), as_dtype(dh, st), as_dtype(dc, st),
+            as_dtype(grad_rows(dW1, 0, d.I), st), as_dtype(grad_rows(dW1, d.I, d.H), st),
+            as_dtype(dW1[d.I + d.H].clone(), st)};
+  }
+#endif
   const int64_t P = row_block_count(x, d.B);
   const StepGemm recurrent(Whh, (d.B + P - 1) / P);
   // [dW_ih | dW_hh | db]^T per block of rows, summed at the end.
   at::Tensor dWt = at::zeros({P, d.I + d.H + 1, G}, X3.options());
-  const Lengths len(lengths, x.device());
   const void *gp = gates.const_data_ptr(), *csp = cs.const_data_ptr(), *c0p = C0.const_data_ptr(),
              *gyp = gy.defined() ? gy.const_data_ptr() : nullptr;
   void *dhp = dh.data_ptr(), *dcp = dc.data_ptr();
@@ -557,6 +611,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
   const int64_t es = dbl ? 8 : 4, G = 3 * d.H;
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
   const at::Tensor WihT = transposed(w_ih, ct), WhhT = transposed(w_hh, ct);
+#ifdef LIGHTDL_WITH_CUDA
+  if (use_loop(x, d.H, 3, dbl)) {
+    at::Tensor xg_all = at::empty({d.T, d.B, G}, X.options());
+    if (xg_all.numel() > 0) {
+      at::Tensor x2 = xg_all.view({-1, G});
+      at::mm_out(x2, X, WihT);
+    }
+    const at::Tensor Bih = bias_or_zeros(b_ih, G, X), Bhh = bias_or_zeros(b_hh, G, X);
+    at::Tensor h = fresh(h0, ct);
+    at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
+    at::Tensor saved = at::empty({save ? d.T : 0, d.B, 4 * d.H}, X.options());
+    const Lengths len(lengths, x.device());
+    cuda::gru_fwd_loop(dbl, {xg_all.data_ptr(), WhhT.const_data_ptr(), Bih.const_data_ptr(),
+                             Bhh.const_data_ptr(), h.data_ptr(), nullptr, y.data_ptr(),
+                             save ? saved.data_ptr() : nullptr, len.ptr, d.T, d.B, d.H});
+    const auto st = x.scalar_type();
+    if (!save) saved = at::empty({0}, X.options());
+    return {as_dtype(y, st), as_dtype(h, st), saved};
+  }
+#endif
   const StepGemm recurrent(WhhT, d.B);
   // xg = x W_ih^T, one GEMM per chunk of K steps (as for the LSTM); per step hg = h W_hh^T;
   // the kernel adds b_ih and b_hh (b_hn must stay apart from b_in: it is multiplied by r).
@@ -614,12 +688,37 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor dh = defined(grad_h) ? fresh(*grad_h, ct) : at::zeros({d.B, d.H}, X3.options());
   at::Tensor dx = at::empty(x_grad ? at::IntArrayRef{d.T, d.B, d.I} : at::IntArrayRef{0},
                             X3.options());
+  const Lengths len(lengths, x.device());
+#ifdef LIGHTDL_WITH_CUDA
+  if (use_loop(x, d.H, 3, dbl)) {
+    at::Tensor dXg = at::empty({d.T * d.B, G}, X3.options());
+    at::Tensor dHg = at::empty({d.T * d.B, G}, X3.options());
+    cuda::gru_bwd_loop(dbl, {saved.const_data_ptr(), nullptr, nullptr, Y3.const_data_ptr(),
+                             H0.const_data_ptr(), gy.defined() ? gy.const_data_ptr() : nullptr,
+                             Whh.const_data_ptr(), dh.data_ptr(), nullptr, dXg.data_ptr(),
+                             dHg.data_ptr(), len.ptr, d.T, d.B, d.H});
+    at::Tensor dWi = at::zeros({d.I + 1, G}, X3.options());
+    at::Tensor dWh = at::zeros({d.H + 1, G}, X3.options());
+    if (dXg.numel() > 0) {
+      LeftOperand Lx(d.T * d.B, d.I, d.H, true, false, X3.options());
+      LeftOperand Lh(d.T * d.B, d.I, d.H, false, true, X3.options());
+      dWi.addmm_(Lx.fill(X3, H0, Y3, 0, d.T, 0, d.B).t(), dXg);
+      dWh.addmm_(Lh.fill(X3, H0, Y3, 0, d.T, 0, d.B).t(), dHg);
+      if (x_grad) input_grad(dx, dXg, Wih, 0, d.T, 0, d.B);
+    } else if (x_grad) {
+      dx.zero_();
+    }
+    const auto st = x.scalar_type();
+    return {as_dtype(dx, st), as_dtype(dh, st), as_dtype(grad_rows(dWi, 0, d.I), st),
+            as_dtype(grad_rows(dWh, 0, d.H), st), as_dtype(dWi[d.I].clone(), st),
+            as_dtype(dWh[d.H].clone(), st)};
+  }
+#endif
   const int64_t P = row_block_count(x, d.B);
   const StepGemm recurrent(Whh, (d.B + P - 1) / P);
   // [dW_ih | db_ih]^T and [dW_hh | db_hh]^T per block of rows, summed at the end.
   at::Tensor dWih_t = at::zeros({P, d.I + 1, G}, X3.options());
   at::Tensor dWhh_t = at::zeros({P, d.H + 1, G}, X3.options());
-  const Lengths len(lengths, x.device());
   const void *sp = saved.const_data_ptr(), *Yp = Y3.const_data_ptr(), *h0p = H0.const_data_ptr(),
              *gyp = gy.defined() ? gy.const_data_ptr() : nullptr;
   void* dhp = dh.data_ptr();

@@ -59,6 +59,40 @@ struct GruBwdStep {
   int64_t t, B, H;
 };
 
+
+// The whole time loop of one layer in one launch (CUDA, csrc/cuda/rnn_loop.cu): each block
+// keeps a tile of batch rows' state on chip through all T steps and computes the recurrent
+// product itself, so a step costs no host work (the step path above runs a cuBLAS GEMM and a
+// kernel per step, 20-36 us of host time each on an H100 against cuDNN's 3-4 us per step).
+// Cell: LSTM (4 gates) or GRU (3). All buffers contiguous, of the compute type.
+struct LoopFwd {
+  void* gates;          // (T, B, G H) in: x W_ih^T (no bias). LSTM: out: the activations (save)
+  const void* w_hh_t;   // (H, G H) W_hh^T
+  const void* bias;     // LSTM: (4H,) b_ih + b_hh; GRU: (3H,) b_ih
+  const void* bias_hh;  // GRU: (3H,) b_hh; LSTM: null
+  void* h;              // (B, H) in: h0; out: the last state
+  void* c;              // LSTM: (B, H) in: c0; out: the last cell state; GRU: null
+  void* y;              // (T, B, H)
+  void* saved;          // null (inference) or, LSTM: (T, B, H) cell states; GRU: (T, B, 4H) r, z, n, hn
+  const int64_t* len;
+  int64_t T, B, H;
+};
+
+struct LoopBwd {
+  const void* saved;    // LSTM: (T, B, 4H) activations; GRU: (T, B, 4H) r, z, n, hn
+  const void* cs;       // LSTM: (T, B, H) cell states; GRU: null
+  const void* c0;       // LSTM: (B, H); GRU: null
+  const void* y;        // GRU: (T, B, H) outputs (h_prev of step t > 0); LSTM: null
+  const void* h0;       // GRU: (B, H); LSTM: null
+  const void* gy;       // (T, B, H) dL/dy, or null
+  const void* w_hh;     // (G H, H) W_hh
+  void* dh;             // (B, H) in: dL/dh_T; out: dL/dh0
+  void* dc;             // LSTM: (B, H) in: dL/dc_T; out: dL/dc0; GRU: null
+  void* dg;             // (T, B, G H) out: LSTM dL/d(gate pre-activations); GRU dL/d(x W_ih^T + b_ih)
+  void* dg_hh;          // GRU: (T, B, 3H) out: dL/d(h W_hh^T + b_hh); LSTM: null
+  const int64_t* len;
+  int64_t T, B, H;
+};
 }  // namespace rnn
 
 namespace cpu {
@@ -75,6 +109,12 @@ void lstm_fwd_step(bool dbl, const rnn::LstmFwdStep& a);
 void lstm_bwd_step(bool dbl, const rnn::LstmBwdStep& a);
 void gru_fwd_step(bool dbl, const rnn::GruFwdStep& a);
 void gru_bwd_step(bool dbl, const rnn::GruBwdStep& a);
+// Whether the one-launch loop applies (hidden size, shared memory per block); `gates`: 4 or 3.
+bool loop_fits(int64_t H, int gates, bool dbl);
+void lstm_fwd_loop(bool dbl, const rnn::LoopFwd& a);
+void lstm_bwd_loop(bool dbl, const rnn::LoopBwd& a);
+void gru_fwd_loop(bool dbl, const rnn::LoopFwd& a);
+void gru_bwd_loop(bool dbl, const rnn::LoopBwd& a);
 }  // namespace cuda
 #endif
 

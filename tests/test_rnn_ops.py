@@ -65,6 +65,11 @@ def _run_with_grads(kind, fn, x, states, params, lengths, grads):
 def test_layer_matches_reference(variant, kind, dtype, device):
     T, B = random.randint(1, 40), random.choice([1, random.randint(2, 9)])
     n_in, H = random.randint(1, 20), random.randint(1, 40)
+    _check_layer(variant, kind, dtype, device, T, B, n_in, H)
+
+
+def _check_layer(variant, kind, dtype, device, T, B, n_in, H):
+    """The op's outputs and gradients against the float64 reference on the same inputs."""
     x = signal((T, B, n_in), dtype, device)
     states = [torch.randn(B, H, dtype=dtype, device=device) for _ in range(GATES[kind] - 2)]
     params = _weights(kind, n_in, H, dtype, device, bias=variant != "nobias")
@@ -89,6 +94,57 @@ def test_layer_matches_reference(variant, kind, dtype, device):
     if variant == "lengths":  # past a sequence's end: zeros out
         t = torch.arange(T)[:, None]
         assert (got_out[0].cpu()[t >= lengths[None, :]] == 0).all()
+
+
+# (T, B, input, hidden) for the one-launch CUDA loop: one row per block and several (B beyond
+# the SM count), W_hh past the L1 limit (8 rows per block, a partial last block), hidden sizes
+# whose 8- and 4-row kernels run out of registers or shared memory, and the 1024 limit.
+LOOP_SHAPES = [(1, 1, 1, 1), (9, 3, 5, 33), (25, 200, 3, 32), (6, 17, 4, 128), (4, 5, 3, 300),
+               (3, 3, 2, 1024)]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("variant", ["plain", "lengths", "nobias"])
+@pytest.mark.parametrize("shape", LOOP_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_cuda_one_launch_loop_matches_reference(shape, variant, kind, dtype, monkeypatch):
+    """LIGHTDL_RNN_CUDA_LOOP=persistent (csrc/cuda/rnn_loop.cu), forward and backward."""
+    monkeypatch.setenv("LIGHTDL_RNN_CUDA_LOOP", "persistent")
+    _check_layer(variant, kind, dtype, "cuda", *shape)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_cuda_one_launch_loop_runs_and_handles_edges(kind, monkeypatch):
+    """The env switch reaches the loop kernels (one launch each way), float64 gradcheck
+    through them, and empty batches / sequences pass the state through."""
+    from torch.profiler import ProfilerActivity, profile
+
+    monkeypatch.setenv("LIGHTDL_RNN_CUDA_LOOP", "persistent")
+    fn = lstm if kind == "lstm" else gru
+    n_states = GATES[kind] - 2
+    T, B, n_in, H = 6, 3, 2, 5
+    x = signal((T, B, n_in), torch.float64, "cuda").requires_grad_()
+    states = [torch.randn(B, H, dtype=torch.float64, device="cuda", requires_grad=True)
+              for _ in range(n_states)]
+    params = [p.requires_grad_() for p in _weights(kind, n_in, H, torch.float64, "cuda")]
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn(x, *states, *params)[0].sum().backward()
+    names = [e.name for e in prof.events()]
+    assert sum("fwd_loop" in n for n in names) == 1 and sum("bwd_loop" in n for n in names) == 1
+    for lengths in (None, torch.tensor([6, 2, 0])):
+        assert torch.autograd.gradcheck(lambda *a, lengths=lengths: fn(*a, lengths=lengths),
+                                        (x, *states, *params))
+    p = _weights(kind, n_in, H, device="cuda")
+    out = fn(torch.randn(4, 0, n_in, device="cuda"), *[torch.zeros(0, H, device="cuda")
+                                                       for _ in range(n_states)], *p)
+    assert out[0].shape == (4, 0, H)
+    s0 = [torch.randn(2, H, device="cuda") for _ in range(n_states)]
+    out = fn(torch.randn(0, 2, n_in, device="cuda"), *s0, *p)
+    assert out[0].shape == (0, 2, H)
+    for got, want in zip(out[1:], s0, strict=True):
+        assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
