@@ -27,7 +27,7 @@ from lightdl.bench.rnn import IMPLS, KINDS, MODES, SHAPES, build, same_result
 
 ROOT = Path(__file__).resolve().parent
 LABEL = {"fused": "lightdl Fused", "torch": "torch.nn", "loop": "Python cell loop",
-         "compiled": "compiled cell loop"}
+         "compiled": "compiled cell loop", "fused-loop": "lightdl Fused, one-launch loop"}
 
 
 def _progress(msg: str) -> None:
@@ -93,6 +93,13 @@ def _speedups(rows: list[dict]) -> dict[tuple, dict[str, float]]:
     return out
 
 
+def one_vs_torch(ms: dict) -> str:
+    """torch.nn's time over the one-launch loop's, as a speed-up."""
+    if not ms.get("fused-loop") or not ms.get("torch"):
+        return "—"
+    return f"{ms['torch'] / ms['fused-loop']:.2f}x"
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
     f = lambda v, spec=".2f": format(v, spec) if v is not None else "—"  # noqa: E731
@@ -112,6 +119,10 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     table = _speedups(result["rows"])
+    one = any(ms.get("fused-loop") for ms in table.values())
+    if one:
+        lines[-2] += " one-launch loop ms | one-launch vs torch.nn |"
+        lines[-1] += "---|---|"
     for (threads, kind, shape, mode), ms in table.items():
         fu = ms.get("fused")
         T = SHAPES[shape][1]
@@ -123,10 +134,12 @@ def markdown(result: dict) -> str:
             f"| {threads} | {kind} | {shape} | {mode} | {f(fu, '.3f')} | "
             f"{f(ms.get('torch'), '.3f')} | {f(ms.get('loop'), '.3f')} | "
             f"{f(ms.get('compiled'), '.3f')} | {f(fu * 1e3 / T if fu else None, '.1f')} | "
-            f"{ratio('torch')} | {ratio('loop')} | {ratio('compiled')} |")
+            f"{ratio('torch')} | {ratio('loop')} | {ratio('compiled')} |"
+            + (f" {f(ms.get('fused-loop'), '.3f')} | {one_vs_torch(ms)} |" if one else ""))
     lines += ["", "Geometric mean over the shapes of the fused layer's speed-up:", "",
-              "| threads | kind | mode | vs torch.nn | vs cell loop | vs compiled loop |",
-              "|---|---|---|---|---|---|"]
+              "| threads | kind | mode | vs torch.nn | vs cell loop | vs compiled loop |"
+              + (" one-launch loop vs torch.nn |" if one else ""),
+              "|---|---|---|---|---|---|" + ("---|" if one else "")]
     keys = sorted({(t, k, md) for (t, k, _s, md) in table})
     for threads, kind, mode in keys:
         sel = [ms for (t, k, _s, md), ms in table.items()
@@ -136,8 +149,11 @@ def markdown(result: dict) -> str:
             v = geomean([ms[impl] / ms["fused"] for ms in sel if ms.get(impl)])
             return f(v) + "x" if v else "—"
 
+        one_gm = geomean([ms["torch"] / ms["fused-loop"] for ms in sel
+                          if ms.get("torch") and ms.get("fused-loop")])
         lines.append(f"| {threads} | {kind} | {mode} | {gm('torch')} | {gm('loop')} | "
-                     f"{gm('compiled')} |")
+                     f"{gm('compiled')} |" + (f" {f(one_gm)}x |" if one and one_gm else
+                                              (" — |" if one else "")))
     builds = [r["build_s"] for r in result["rows"] if r["build_s"]]
     if builds:
         lines += ["", f"torch.compile build time of the step (first call): "
@@ -198,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--device cuda: no CUDA device visible")
     if "fused" not in args.impls:
         args.impls = ["fused", *args.impls]
+    if args.device == "cpu" and "fused-loop" in args.impls:
+        args.impls.remove("fused-loop")  # the one-launch loop is CUDA's; on CPU it is "fused"
     out = args.out or ROOT / "results" / args.device
     out.mkdir(parents=True, exist_ok=True)
     with full_float32():  # CUDA: cuDNN's RNNs in float32 like ours, not TF32

@@ -3,6 +3,8 @@ benchmarks/bench_rnn.py (and later `lightdl bench ops`).
 
 Implementations of one recurrent layer over a (T, B, I) sequence, all with the same weights:
 - "fused":    lightdl.nn.FusedLSTM / FusedGRU (the time loop in C++);
+- "fused-loop": the same modules with LIGHTDL_RNN_CUDA_LOOP=persistent (CUDA: the whole time
+              loop in one kernel launch, csrc/cuda/rnn_loop.cu; on CPU the same as "fused");
 - "torch":    torch.nn.LSTM / GRU (oneDNN on CPU, cuDNN on CUDA);
 - "loop":     a Python loop over time of torch.nn.LSTMCell / GRUCell;
 - "compiled": the same loop with the cell step compiled by torch.compile (the step is compiled
@@ -15,8 +17,10 @@ random output gradient into the weights).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +37,7 @@ SHAPES: dict[str, tuple[int, int, int, int]] = {
     "b128 t60 i32 h256": (128, 60, 32, 256),
 }
 KINDS = ("lstm", "gru")
-IMPLS = ("fused", "torch", "loop", "compiled")
+IMPLS = ("fused", "torch", "loop", "compiled", "fused-loop")
 MODES = ("fwd", "fwdbwd")
 
 _LAYERS = {"lstm": (nn.LSTM, FusedLSTM, nn.LSTMCell), "gru": (nn.GRU, FusedGRU, nn.GRUCell)}
@@ -62,6 +66,20 @@ def _inputs(shape, device, dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor
     return x, grad
 
 
+@contextlib.contextmanager
+def _one_launch_loop() -> Iterator[None]:
+    """LIGHTDL_RNN_CUDA_LOOP=persistent for the block (read by the ops on every call)."""
+    before = os.environ.get("LIGHTDL_RNN_CUDA_LOOP")
+    os.environ["LIGHTDL_RNN_CUDA_LOOP"] = "persistent"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["LIGHTDL_RNN_CUDA_LOOP"]
+        else:
+            os.environ["LIGHTDL_RNN_CUDA_LOOP"] = before
+
+
 def _cell_step(kind: str, cell: nn.Module) -> Callable:
     if kind == "lstm":
         return lambda xt, h, c: cell(xt, (h, c))
@@ -85,7 +103,7 @@ def build(kind: str, shape: tuple[int, int, int, int], impl: str, mode: str,
     _, _, n_in, H = shape
     ref = _reference_layer(kind, shape, device, dtype, seed)
     x, grad = _inputs(shape, device, dtype, seed)
-    if impl in ("torch", "fused"):
+    if impl in ("torch", "fused", "fused-loop"):
         model = ref if impl == "torch" else fused_cls(n_in, H, device=device, dtype=dtype)
         model.load_state_dict(ref.state_dict())
         params = [model.weight_ih_l0, model.weight_hh_l0, model.bias_ih_l0, model.bias_hh_l0]
@@ -110,16 +128,18 @@ def build(kind: str, shape: tuple[int, int, int, int], impl: str, mode: str,
     else:
         raise ValueError(f"unknown impl {impl!r}; expected one of {IMPLS}")
 
+    env = _one_launch_loop if impl == "fused-loop" else contextlib.nullcontext
     if mode == "fwd":
         def run() -> tuple[torch.Tensor, ...]:
-            with torch.no_grad():
+            with torch.no_grad(), env():
                 return (forward(),)
     else:
         def run() -> tuple[torch.Tensor, ...]:
             for p in params:
                 p.grad = None
-            y = forward()
-            y.backward(grad)
+            with env():
+                y = forward()
+                y.backward(grad)
             return (y.detach(), *[p.grad for p in params])
 
     build_seconds = 0.0
