@@ -64,6 +64,7 @@ __global__ void fwd_loop(rnn::LoopFwd a) {
       for (int g = 0; g < NG; ++g)
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[g][r] = T(0);
+#pragma unroll 4
       for (int64_t k = 0; k < H; ++k) {
         T w[NG];
 #pragma unroll
@@ -198,6 +199,7 @@ __global__ void bwd_loop(rnn::LoopBwd a) {
     }
     __syncthreads();  // the step's gate gradients are complete
     if (active) {
+#pragma unroll 4
       for (int64_t q = 0; q < GH; ++q) {
         const T wq = __ldg(w + q * H + j);
 #pragma unroll
