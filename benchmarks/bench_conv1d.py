@@ -126,6 +126,9 @@ def markdown(result: dict) -> str:
     def f(v, spec=".2f"):
         return format(v, spec) if v is not None else "—"
 
+    def ratio(t, impl):  # impl's time over native's, "—" where either was not timed
+        return f(t[impl] / t["native"]) + "x" if "native" in t and impl in t else "—"
+
     for (threads, shape, mode), im in by.items():
         t = {k: v["median_ms"] for k, v in im.items()}
         n = im.get("native", {})
@@ -135,8 +138,7 @@ def markdown(result: dict) -> str:
             f"{f(t.get('gemm'), '.3f')} | {f(t.get('vendor'), '.3f')} | {f(t.get('eager'), '.3f')} | "
             f"{f(t.get('compile'), '.3f')} | {f(n.get('gflop_per_s'), '.1f')} | "
             f"{f(im.get('eager', {}).get('gflop_per_s'), '.1f')} | "
-            f"{f(t['eager'] / t['native'] if 'native' in t and 'eager' in t else None)}x | "
-            f"{f(t['compile'] / t['native'] if 'native' in t and 'compile' in t else None)}x |")
+            f"{ratio(t, 'eager')} | {ratio(t, 'compile')} |")
     lines += ["", "Speed-up of native over eager on the issue's five shapes "
               f"({', '.join(ISSUE_SHAPES)}):", "",
               "| threads | mode | geometric mean | min | max |", "|---|---|---|---|---|"]
