@@ -435,7 +435,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   if (use_loop(x, d.H, 4, dbl)) {
     // The input projection for all steps as one GEMM, then the whole loop in one launch.
     at::Tensor g = save ? gates : at::empty({d.T, d.B, G}, X.options());
-    at::Tensor cs_all = at::empty({save ? d.T : 0, d.B, d.H}, X.options());
+    at::Tensor cs_all = at::empty(save ? at::IntArrayRef{d.T, d.B, d.H} : at::IntArrayRef{0},
+                                  X.options());
     if (g.numel() > 0) {
       at::Tensor g2 = g.view({-1, G});
       at::mm_out(g2, X, WihT);
@@ -445,7 +446,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
                               nullptr, h.data_ptr(), c.data_ptr(), y.data_ptr(),
                               save ? cs_all.data_ptr() : nullptr, len.ptr, d.T, d.B, d.H});
     const auto st = x.scalar_type();
-    if (!save) g = at::empty({0}, X.options()), cs_all = at::empty({0}, X.options());
+    if (!save) g = at::empty({0}, X.options());
     return {as_dtype(y, st), as_dtype(h, st), as_dtype(c, st), g, cs_all};
   }
 #endif
@@ -547,8 +548,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       LeftOperand L(d.T * d.B, d.I, d.H, true, true, X3.options());
       dW1.addmm_(L.fill(X3, H0, Y3, 0, d.T, 0, d.B).t(), dG);
       if (x_grad) input_grad(dx, dG, Wih, 0, d.T, 0, d.B);
-    } else if (x_grad) {
-      dx.zero_();
     }
     const auto st = x.scalar_type();
     return {as_dtype(dx, st), as_dtype(dh, st), as_dtype(dc, st),
@@ -611,27 +610,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
   const int64_t es = dbl ? 8 : 4, G = 3 * d.H;
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
   const at::Tensor WihT = transposed(w_ih, ct), WhhT = transposed(w_hh, ct);
-#ifdef LIGHTDL_WITH_CUDA
-  if (use_loop(x, d.H, 3, dbl)) {
-    at::Tensor xg_all = at::empty({d.T, d.B, G}, X.options());
-    if (xg_all.numel() > 0) {
-      at::Tensor x2 = xg_all.view({-1, G});
-      at::mm_out(x2, X, WihT);
-    }
-    const at::Tensor Bih = bias_or_zeros(b_ih, G, X), Bhh = bias_or_zeros(b_hh, G, X);
-    at::Tensor h = fresh(h0, ct);
-    at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
-    at::Tensor saved = at::empty({save ? d.T : 0, d.B, 4 * d.H}, X.options());
-    const Lengths len(lengths, x.device());
-    cuda::gru_fwd_loop(dbl, {xg_all.data_ptr(), WhhT.const_data_ptr(), Bih.const_data_ptr(),
-                             Bhh.const_data_ptr(), h.data_ptr(), nullptr, y.data_ptr(),
-                             save ? saved.data_ptr() : nullptr, len.ptr, d.T, d.B, d.H});
-    const auto st = x.scalar_type();
-    if (!save) saved = at::empty({0}, X.options());
-    return {as_dtype(y, st), as_dtype(h, st), saved};
-  }
-#endif
-  const StepGemm recurrent(WhhT, d.B);
   // xg = x W_ih^T, one GEMM per chunk of K steps (as for the LSTM); per step hg = h W_hh^T;
   // the kernel adds b_ih and b_hh (b_hn must stay apart from b_in: it is multiplied by r).
   const int64_t K = chunk_steps(d.B, d.T, G, es);
@@ -642,6 +620,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
   at::Tensor saved = at::empty({save ? d.T : 1, d.B, 4 * d.H}, X.options());
   const Lengths len(lengths, x.device());
+  const auto st = x.scalar_type();
+#ifdef LIGHTDL_WITH_CUDA
+  if (use_loop(x, d.H, 3, dbl)) {
+    // The input projection for all steps as one GEMM, then the whole loop in one launch.
+    at::Tensor xg_all = save ? xg.view({d.T, d.B, G}) : at::empty({d.T, d.B, G}, X.options());
+    if (xg_all.numel() > 0) {
+      at::Tensor x2 = xg_all.view({-1, G});
+      at::mm_out(x2, X, WihT);
+    }
+    cuda::gru_fwd_loop(dbl, {xg_all.data_ptr(), WhhT.const_data_ptr(), Bih.const_data_ptr(),
+                             Bhh.const_data_ptr(), h.data_ptr(), nullptr, y.data_ptr(),
+                             save ? saved.data_ptr() : nullptr, len.ptr, d.T, d.B, d.H});
+    if (!save) saved = at::empty({0}, X.options());
+    return {as_dtype(y, st), as_dtype(h, st), saved};
+  }
+#endif
+  const StepGemm recurrent(WhhT, d.B);
   void *xgp = xg.data_ptr(), *hgp = hg.data_ptr(), *hp = h.data_ptr(), *yp = y.data_ptr(),
        *sp = saved.data_ptr();
   const void *bip = Bih.const_data_ptr(), *bhp = Bhh.const_data_ptr();
@@ -660,7 +655,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
       }
     });
   }
-  const auto st = x.scalar_type();
   if (!save) saved = at::empty({0}, X.options());
   return {as_dtype(y, st), as_dtype(h, st), saved};
 }
@@ -705,8 +699,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       dWi.addmm_(Lx.fill(X3, H0, Y3, 0, d.T, 0, d.B).t(), dXg);
       dWh.addmm_(Lh.fill(X3, H0, Y3, 0, d.T, 0, d.B).t(), dHg);
       if (x_grad) input_grad(dx, dXg, Wih, 0, d.T, 0, d.B);
-    } else if (x_grad) {
-      dx.zero_();
     }
     const auto st = x.scalar_type();
     return {as_dtype(dx, st), as_dtype(dh, st), as_dtype(grad_rows(dWi, 0, d.I), st),

@@ -54,7 +54,8 @@ int sm_count() {
 int rows_per_block(int64_t B, int64_t H, int ng, int64_t es) {
   int R = 8;
   if (ng * H * H * es <= kL1WeightBytes) {
-    const int64_t per = (B + sm_count() - 1) / sm_count();
+    const int64_t sms = sm_count();
+    const int64_t per = (B + sms - 1) / sms;
     R = per <= 1 ? 1 : per <= 2 ? 2 : per <= 4 ? 4 : 8;
   }
   while (R > 1 && R * ng * H * es > kSmemBytes) R /= 2;
