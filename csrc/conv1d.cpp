@@ -80,6 +80,18 @@ constexpr int64_t kDirectMaxReduction = 42;  // C_in * K
 // 6-9% less time on 1 and on 2 threads (interleaved, 400 steps each).
 constexpr int64_t kGemmMaxLen = 64;
 
+// Above both, on CPU (float32/float64), small weights run direct too: C_out * C_in * K <=
+// 2560. There oneDNN's backward is no faster than our register-tiled one (csrc/cpu/
+// conv1d_kernels.h: 4 x 3 tiles for grad_weight, 4 channels x 2 vectors for grad_input) and
+// its forward is slower for long kernels. Direct / vendor backward time (grad_input, weight
+// and bias, relu), N = 64, L = 500-1024, interleaved in one process (AMD EPYC, AVX2), 1 / 2
+// threads: weights 1408-2560 (C_in 8-16, K 3-11, C_out 16-32, stride 1-2): 0.78-1.01 /
+// 0.72-0.95, the c16-s2 (16 x 16 x 9) 0.84-1.01 / 0.77-0.88; 4608 (C_in 16-32, K 9,
+// C_out 16-32): 1.07-1.15 / 0.97-1.08; 7168-49152 (C_out 64-128): 1.04-1.72 / 0.91-1.60. The
+// forward there, direct / vendor: 0.99-1.03 / 0.97-1.08 at K 3-7, 0.52-0.68 / 0.52-0.56 at K
+// 9-11.
+constexpr int64_t kDirectMaxWeights = 2560;
+
 // On CUDA, short outputs run direct above the direct limit too: there the work is small and
 // cuDNN's calls cost more than our kernels. Direct / vendor time, H100, float32 without TF32,
 // median of 30 interleaved rounds (benchmarks/results/cuda/conv1d.md), forward and
@@ -92,8 +104,9 @@ constexpr int64_t kCudaDirectMaxReduction = 192;
 enum class Path { Direct, Vendor, Gemm };
 
 // oneDNN's CPU forward is slow for long kernels: K >= 9 took 2.5-4x the time of K = 7 on the
-// same channels. There our direct forward wins even far above the direct limit, while its
-// backward still loses, so (rule's choice only, CPU, the vendor path, C_out <= 32, K >= 9)
+// same channels. There our direct forward wins even far above the direct limit, while above
+// kDirectMaxWeights its backward loses, so (rule's choice only, CPU, the vendor path, C_out <=
+// 32, K >= 9)
 // the forward runs direct and the backward stays on the vendor's, which needs no
 // pre-activation where act' comes from the output. Direct / vendor forward time, N = 32,
 // L = 512-1024, C_in 8-64, stride 1-2, interleaved in one process (AMD EPYC, AVX2), 1 / 2
@@ -127,6 +140,7 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64
   if (x.is_cuda() && Lo <= kCudaDirectMaxLen && reduction <= kCudaDirectMaxReduction)
     return Path::Direct;
   if (gemm_ok && Lo <= kGemmMaxLen) return Path::Gemm;
+  if (gemm_ok && w.numel() <= kDirectMaxWeights) return Path::Direct;
   if (forward && !want_pre && !x.is_cuda() && w.size(2) >= kDirectForwardMinK &&
       w.size(0) <= kDirectForwardMaxOut)
     return Path::Direct;  // the forward only

@@ -94,12 +94,15 @@ void fill_phased(const T* x, T* out, const Conv1dGeom& g, int64_t rows) {
         std::fill(o + g.P + g.L, o + R, T(0));
         continue;
       }
+      // Phase s holds input positions j S + s - P: inside [0, L) for one run of j, padding on
+      // either side. (A bounds test per element took 7-10% of the c16-s2 shape's backward.)
       for (int64_t s = 0; s < g.S; ++s) {
         T* os = o + s * g.Lph;
-        for (int64_t j = 0; j < g.Lph; ++j) {
-          const int64_t i = j * g.S + s - g.P;
-          os[j] = i >= 0 && i < g.L ? xr[i] : T(0);
-        }
+        const int64_t j0 = std::min<int64_t>(g.Lph, (g.P - s + g.S - 1) / g.S);  // P - s > -S
+        const int64_t j1 = std::max<int64_t>(j0, std::min<int64_t>(g.Lph, (g.L + g.P - s + g.S - 1) / g.S));
+        std::fill(os, os + j0, T(0));
+        for (int64_t j = j0; j < j1; ++j) os[j] = xr[j * g.S + s - g.P];
+        std::fill(os + j1, os + g.Lph, T(0));
       }
     }
   });

@@ -139,16 +139,20 @@ def fused_conv1d(
 # for the benchmarks' "native" label.
 DIRECT_MAX_REDUCTION = 42  # C_in * K, at any length
 GEMM_MAX_LEN = 64  # output length, above DIRECT_MAX_REDUCTION, CPU float32/float64
+DIRECT_MAX_WEIGHTS = 2560  # C_out * C_in * K, longer outputs, CPU float32/float64
 DIRECT_FORWARD_MIN_K, DIRECT_FORWARD_MAX_OUT = 9, 32  # vendor backward, direct forward (CPU)
 CUDA_DIRECT_MAX_LEN, CUDA_DIRECT_MAX_REDUCTION = 64, 192  # short outputs run direct on CUDA
 PATHS = ("direct", "gemm", "vendor")
 
 
 def uses_direct_path(c_in: int, kernel_size: int, groups: int, out_len: int | None = None,
-                     device: str | torch.device = "cpu") -> bool:
+                     device: str | torch.device = "cpu", c_out: int | None = None,
+                     dtype: torch.dtype | None = None) -> bool:
     """Whether fused_conv1d runs our direct kernels (else the GEMM path or the vendor
     convolution, both + our epilogue). On CUDA, outputs up to CUDA_DIRECT_MAX_LEN long run
-    direct up to a reduction C_in * K of CUDA_DIRECT_MAX_REDUCTION (out_len None: not)."""
+    direct up to a reduction C_in * K of CUDA_DIRECT_MAX_REDUCTION (out_len None: not). On
+    CPU in float32/float64 (dtype None: not), outputs longer than GEMM_MAX_LEN run direct
+    while the weight has at most DIRECT_MAX_WEIGHTS elements (c_out None: not)."""
     if groups != 1:
         return False
     forced = os.environ.get("LIGHTDL_CONV1D_PATH")
@@ -157,19 +161,24 @@ def uses_direct_path(c_in: int, kernel_size: int, groups: int, out_len: int | No
     reduction = c_in * kernel_size
     if reduction <= DIRECT_MAX_REDUCTION:
         return True
-    return (torch.device(device).type == "cuda" and out_len is not None
-            and out_len <= CUDA_DIRECT_MAX_LEN and reduction <= CUDA_DIRECT_MAX_REDUCTION)
+    if torch.device(device).type == "cuda":
+        return (out_len is not None and out_len <= CUDA_DIRECT_MAX_LEN
+                and reduction <= CUDA_DIRECT_MAX_REDUCTION)
+    return (out_len is not None and out_len > GEMM_MAX_LEN and c_out is not None
+            and c_out * reduction <= DIRECT_MAX_WEIGHTS
+            and dtype in (torch.float32, torch.float64))
 
 
 def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
                 dtype: torch.dtype = torch.float32, device: str = "cpu", c_out: int | None = None,
                 act: str = "identity", alpha: float = 0.01) -> str:
-    """The path fused_conv1d takes: "direct" (our kernels), "gemm" (im2col + MKL GEMM, CPU
-    float32/float64, short outputs), "vendor" (oneDNN / cuDNN convolution), or
+    """The path fused_conv1d takes: "direct" (our kernels; see uses_direct_path), "gemm"
+    (im2col + MKL GEMM, CPU float32/float64, short outputs), "vendor" (oneDNN / cuDNN
+    convolution), or
     "direct/vendor": the direct forward and the vendor's backward (CPU, K >= 9, C_out <= 32,
     where oneDNN's forward is slow; only for activations whose derivative comes from the
     output, or identity, and when c_out is given)."""
-    if uses_direct_path(c_in, kernel_size, groups, out_len, device):
+    if uses_direct_path(c_in, kernel_size, groups, out_len, device, c_out, dtype):
         return "direct"
     cpu = torch.device(device).type == "cpu"
     gemm_ok = groups == 1 and cpu and dtype in (torch.float32, torch.float64)
@@ -198,7 +207,7 @@ def _register() -> None:
         out = x.new_empty(shape)
         none_needed = (act == "identity" or grad_from_output(act, x.dtype, alpha)
                        or uses_direct_path(x.shape[1], weight.shape[2], groups, shape[2],
-                                           x.device))
+                                           x.device, weight.shape[0], x.dtype))
         return out, (x.new_empty((0,)) if none_needed else x.new_empty(shape))
 
     @torch.library.register_fake("lightdl::fused_conv1d_backward")
@@ -224,7 +233,8 @@ def _register() -> None:
         # converting pass), and the empty second output is kept instead: holding on to the
         # output would keep it alive for nothing.
         direct = uses_direct_path(x.shape[1], weight.shape[2], groups,
-                                  _out_len(x, weight, stride, padding, dilation), x.device)
+                                  _out_len(x, weight, stride, padding, dilation), x.device,
+                                  weight.shape[0], x.dtype)
         from_output = grad_from_output(act, x.dtype, alpha) and (
             not direct or (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)))
         saved = output[0] if from_output else output[1]
