@@ -53,11 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="folder (default benchmarks/results/<device>)")
-    p.add_argument("--op", action="append", default=None, help="ops (default all)")
+    p.add_argument("--op", action="append", default=None,
+                   help="ops to time (default all; summary.md reuses the others' ops_*.json)")
     p.add_argument("--threads", type=int, action="append", default=None,
                    help="CPU thread counts (default 1 and 2)")
     p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--no-train", action="store_true", help="skip the training benchmarks")
+    p.add_argument("--no-train", action="store_true",
+                   help="skip the training benchmarks (summary.md reuses the train_*.json there)")
     p.add_argument("--no-ops", action="store_true",
                    help="skip the kernel benchmarks (summary.md reuses the ops_*.json there)")
     p.add_argument("--train-steps", type=int, default=80)
@@ -70,10 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     threads = args.threads or ([1, 2] if device == "cpu" else None)
     started = time.perf_counter()
-    results = {}
-    for op in args.op or list(specs()):
-        if args.no_ops and (out / f"ops_{op}.json").is_file():
-            results[op] = json.loads((out / f"ops_{op}.json").read_text())
+    # summary.md covers every op and training config with results in `out`: what this run
+    # does not time (--op, --no-ops, --no-train) comes from the JSON an earlier run left there,
+    # and the summary says which parts are which.
+    wanted = set(args.op or specs())
+    results, reused = {}, []
+    for op in specs():
+        if args.no_ops or op not in wanted:
+            if (out / f"ops_{op}.json").is_file():
+                results[op] = json.loads((out / f"ops_{op}.json").read_text())
+                reused.append(op)
             continue
         res = run_ops([op], None, device=device, threads=threads, repeats=args.repeats)
         res["summary"] = summary(res)
@@ -82,16 +90,20 @@ def main(argv: list[str] | None = None) -> int:
         results[op] = res
         print(f"{op}: done ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
     trains = {}
-    if not args.no_train:
-        for name in TRAIN_CONFIGS:
-            for n_threads in threads or [None]:
-                res = bench_train(str(ROOT / "configs" / f"{name}.yaml"), steps=args.train_steps,
-                                  warmup_steps=10, repeats=args.train_repeats, threads=n_threads,
-                                  overrides=[] if device == "cpu" else ["--trainer.accelerator", "gpu"])
-                key = f"{name}_{n_threads}thr" if n_threads else name
-                (out / f"train_{key}.json").write_text(json.dumps(res, indent=1) + "\n")
-                trains[key] = res
-                print(format_train(res), file=sys.stderr)
+    for name in TRAIN_CONFIGS:
+        for n_threads in threads or [None]:
+            key = f"{name}_{n_threads}thr" if n_threads else name
+            if args.no_train:
+                if (out / f"train_{key}.json").is_file():
+                    trains[key] = json.loads((out / f"train_{key}.json").read_text())
+                    reused.append(f"train {key}")
+                continue
+            res = bench_train(str(ROOT / "configs" / f"{name}.yaml"), steps=args.train_steps,
+                              warmup_steps=10, repeats=args.train_repeats, threads=n_threads,
+                              overrides=[] if device == "cpu" else ["--trainer.accelerator", "gpu"])
+            (out / f"train_{key}.json").write_text(json.dumps(res, indent=1) + "\n")
+            trains[key] = res
+            print(format_train(res), file=sys.stderr)
     first = next(iter(results.values()), None)
     machine = first["machine"] if first else {}
     lines = [f"# lightdl benchmarks: {device}", "",
@@ -102,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
              + f"; torch {torch.__version__}; allocator: {machine.get('allocator', '?')}.",
              "Medians of interleaved rounds; every implementation was checked against eager "
              "before timing (check column).", ""]
+    if reused:
+        lines += [f"Not re-run this time (from the JSON an earlier run left in this folder, each "
+                  f"with its own date): {', '.join(reused)}.", ""]
     if first:
         lines += ["Measured limits: " + "; ".join(
             f"{t} thread(s): copy {v['copy_GBs']:.1f} GB/s, GEMM {v['gemm_GFLOPs']:.1f} GFLOP/s"
