@@ -417,14 +417,16 @@ inline void gw_tile_ib(int ib, const T* const* a, const T* const* b, int64_t n,
   }
 }
 
-// gwv[o, i] += gz_o . x_i over the positions, for every output channel o and input tap i =
-// c * K + k (x_i: input row c read at tap k's offset), in tiles of kGwOB x kGwIB.
+// gwv[o, i] += gz_o . x_i over the positions, for the no output channels whose gz rows are
+// given and every input tap i = c * K + k (x_i: input row c read at tap k's offset), in tiles
+// of kGwOB x kGwIB.
 template <typename T>
-void grad_weight_rows(const T* gz, int64_t Lz, const T* __restrict xn, const int64_t* off,
-                      const Conv1dGeom& g, const MaskT<T>& tail, VecT<T>* gwv) {
+void grad_weight_rows(const T* gz, int64_t Lz, int64_t no, const T* __restrict xn,
+                      const int64_t* off, const Conv1dGeom& g, const MaskT<T>& tail,
+                      VecT<T>* gwv) {
   const int64_t CK = g.C * g.K;
-  for (int64_t o0 = 0; o0 < g.O; o0 += kGwOB) {
-    const int ob = static_cast<int>(std::min<int64_t>(kGwOB, g.O - o0));
+  for (int64_t o0 = 0; o0 < no; o0 += kGwOB) {
+    const int ob = static_cast<int>(std::min<int64_t>(kGwOB, no - o0));
     const T* a[kGwOB];
     for (int j = 0; j < ob; ++j) a[j] = gz + (o0 + j) * Lz;
     for (int64_t i0 = 0; i0 < CK; i0 += kGwIB) {
@@ -466,6 +468,9 @@ inline void sum_acc(const T* __restrict a, int64_t n, const MaskT<T>& tail,
 // input channels as [o][k][cb] (the broadcasts of one (o, k) step are adjacent), and the taps
 // of each phase.
 constexpr int kGxCB = 4;  // input channels per tile: 4 x 2 vectors, as the forward's tile
+// The backward's gz rows per thread: 4 MiB (within L2 on the shapes measured; a long series
+// takes its output channels in groups instead).
+constexpr int64_t kGzBytes = int64_t{4} << 20;
 
 template <typename T>
 struct GxPlan {
@@ -500,10 +505,12 @@ GxPlan<T> gx_plan(const T* w, const Conv1dGeom& g) {
 // swapped: NV loads and CB broadcasts per CB * NV FMAs). CB * NV = 8 independent sums, enough
 // to cover the FMA latency: with fewer channels the tile runs longer along the positions (a
 // one-channel tile of 2 vectors took the signal shape's backward from 3.1 to 3.6-4.6 ms).
-// Every output channel is summed here, so gxph is written, not accumulated.
+// The no output channels whose gz rows and (pre-offset) weights are given are summed here;
+// `add`: onto what gxph holds (a later group of output channels), else overwriting it.
 template <int CB, int NV, typename T>
-void grad_input_tiles(const T* gz, int64_t Lz, const T* __restrict wt, const GxPlan<T>& p,
-                      const Conv1dGeom& g, int64_t c0, T* __restrict gxph) {
+void grad_input_tiles(const T* gz, int64_t Lz, int64_t no, const T* __restrict wt,
+                      const GxPlan<T>& p, const Conv1dGeom& g, int64_t c0, bool add,
+                      T* __restrict gxph) {
   using V = VecT<T>;
   constexpr int VL = kLanes<T>;
   constexpr int LT = NV * VL;
@@ -513,12 +520,20 @@ void grad_input_tiles(const T* gz, int64_t Lz, const T* __restrict wt, const GxP
     const std::vector<int64_t>& shift = p.shift[r];
     const int64_t nt = static_cast<int64_t>(taps.size());
     for (int64_t m0 = 0; m0 < g.Lph; m0 += LT) {
+      const int64_t lt = std::min<int64_t>(LT, g.Lph - m0);
       V acc[CB][NV];
 #pragma GCC unroll 8
-      for (int j = 0; j < CB; ++j)
+      for (int j = 0; j < CB; ++j) {
+        if (add) {
+          T row[LT] = {};
+          std::copy_n(gxph + (c0 + j) * R + r * g.Lph + m0, lt, row);
+          std::memcpy(&acc[j][0], row, sizeof(acc[j]));
+        } else {
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[j][v] = V{};
-      for (int64_t o = 0; o < g.O; ++o) {
+          for (int v = 0; v < NV; ++v) acc[j][v] = V{};
+        }
+      }
+      for (int64_t o = 0; o < no; ++o) {
         const T* src = gz + o * Lz + m0;
         const T* wo = wt + o * g.K * CB;
         for (int64_t t = 0; t < nt; ++t) {
@@ -535,7 +550,6 @@ void grad_input_tiles(const T* gz, int64_t Lz, const T* __restrict wt, const GxP
           }
         }
       }
-      const int64_t lt = std::min<int64_t>(LT, g.Lph - m0);
 #pragma GCC unroll 8
       for (int j = 0; j < CB; ++j) {
         T* dst = gxph + (c0 + j) * R + r * g.Lph + m0;
@@ -551,16 +565,19 @@ void grad_input_tiles(const T* gz, int64_t Lz, const T* __restrict wt, const GxP
   }
 }
 
+// Output channels [o0, o0 + no), whose gz rows are given.
 template <typename T>
-void grad_input_all(const T* gz, int64_t Lz, const GxPlan<T>& p, const Conv1dGeom& g,
-                    T* __restrict gxph) {
+void grad_input_all(const T* gz, int64_t Lz, int64_t o0, int64_t no, const GxPlan<T>& p,
+                    const Conv1dGeom& g, T* __restrict gxph) {
+  const bool add = o0 > 0;
   for (int64_t c0 = 0; c0 < g.C; c0 += kGxCB) {
-    const T* wt = p.wt.data() + c0 * g.O * g.K;
-    switch (std::min<int64_t>(kGxCB, g.C - c0)) {
-      case 4: grad_input_tiles<4, 2, T>(gz, Lz, wt, p, g, c0, gxph); break;
-      case 3: grad_input_tiles<3, 2, T>(gz, Lz, wt, p, g, c0, gxph); break;
-      case 2: grad_input_tiles<2, 4, T>(gz, Lz, wt, p, g, c0, gxph); break;
-      default: grad_input_tiles<1, 8, T>(gz, Lz, wt, p, g, c0, gxph); break;
+    const int64_t cb = std::min<int64_t>(kGxCB, g.C - c0);
+    const T* wt = p.wt.data() + c0 * g.O * g.K + o0 * g.K * cb;
+    switch (cb) {
+      case 4: grad_input_tiles<4, 2, T>(gz, Lz, no, wt, p, g, c0, add, gxph); break;
+      case 3: grad_input_tiles<3, 2, T>(gz, Lz, no, wt, p, g, c0, add, gxph); break;
+      case 2: grad_input_tiles<2, 4, T>(gz, Lz, no, wt, p, g, c0, add, gxph); break;
+      default: grad_input_tiles<1, 8, T>(gz, Lz, no, wt, p, g, c0, add, gxph); break;
     }
   }
 }
@@ -603,42 +620,50 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
   TilePlan<T> tp = tile_plan(w, g, taps.data());  // (its offsets serve the weight gradient)
   if (!kRecompute || use_rt) tp.w.clear();
   const GxPlan<T> plan = gx != nullptr ? gx_plan(w, g) : GxPlan<T>{};
-  // gz rows of every output channel with M zeros either side: the grad_input correlation then
-  // reads them without bounds tests (M covers the largest tap offset and the phase overhang).
+  // gz rows with M zeros either side: the grad_input correlation then reads them without
+  // bounds tests (M covers the largest tap offset and the phase overhang). Rows of all output
+  // channels at once, unless that exceeds kGzBytes (long series): then groups of output
+  // channels, grad_input added up group by group.
   const int64_t M = (g.K - 1) * g.D / g.S + 2, Lz = g.Lo + 2 * M;
+  const int64_t og = std::min<int64_t>(
+      g.O, std::max<int64_t>(kOB, kGzBytes / static_cast<int64_t>(Lz * sizeof(T)) / kOB * kOB));
   // (+ one tile: a partial last tile of grad_input_tiles reads, and discards, up to 8 vectors
   // past the end.)
-  std::vector<T> gzp(static_cast<size_t>(g.O * Lz + 8 * kLanes<T>), T(0));
+  std::vector<T> gzp(static_cast<size_t>(og * Lz + 8 * kLanes<T>), T(0));
   using V = VecT<T>;
   AlignedVector<V> gwv(gw_acc != nullptr ? g.O * CK : 0, V{}), gbv(gb_acc != nullptr ? g.O : 0, V{});
   const MaskT<T> tail = tail_mask<T>(g.Lo % kLanes<T>);
   for (int64_t n = n0; n < n1; ++n) {
     const T* xn = xph + n * g.C * R;
-    // gz = grad * act'(z + b), act' applied once, to rows still in L1.
-    for (int64_t o0 = 0; o0 < g.O; o0 += kOB) {
-      const int64_t nb = std::min<int64_t>(kOB, g.O - o0);
-      if (kRecompute) conv_rows<T>(xn, tp, use_rt ? &rt : nullptr, g, o0, nb, zrow);
-      for (int64_t ob = 0; ob < nb; ++ob) {
-        const int64_t o = o0 + ob;
-        const T* gr = grad + (n * g.O + o) * g.Lo;
-        T* gz = gzp.data() + o * Lz + M;  // this row's gz, zero margins either side
-        if constexpr (kGradFromOutput<A>) {
-          const T* y = saved + (n * g.O + o) * g.Lo;
-          for (int64_t l = 0; l < g.Lo; ++l) gz[l] = gr[l] * ActMath<A>::grad(y[l], alpha);
-        } else if constexpr (kRecompute) {
-          const T* z = zrow + ob * g.Lo;
-          const T bo = b != nullptr ? b[o] : T(0);
-          for (int64_t l = 0; l < g.Lo; ++l) gz[l] = gr[l] * ActMath<A>::grad(z[l] + bo, alpha);
-        } else {
-          std::memcpy(gz, gr, sizeof(T) * g.Lo);
+    for (int64_t og0 = 0; og0 < g.O; og0 += og) {
+      const int64_t og1 = std::min(g.O, og0 + og);
+      // gz = grad * act'(z + b), act' applied once, to rows still in L1.
+      for (int64_t o0 = og0; o0 < og1; o0 += kOB) {
+        const int64_t nb = std::min<int64_t>(kOB, og1 - o0);
+        if (kRecompute) conv_rows<T>(xn, tp, use_rt ? &rt : nullptr, g, o0, nb, zrow);
+        for (int64_t ob = 0; ob < nb; ++ob) {
+          const int64_t o = o0 + ob;
+          const T* gr = grad + (n * g.O + o) * g.Lo;
+          T* gz = gzp.data() + (o - og0) * Lz + M;  // this row's gz, zero margins either side
+          if constexpr (kGradFromOutput<A>) {
+            const T* y = saved + (n * g.O + o) * g.Lo;
+            for (int64_t l = 0; l < g.Lo; ++l) gz[l] = gr[l] * ActMath<A>::grad(y[l], alpha);
+          } else if constexpr (kRecompute) {
+            const T* z = zrow + ob * g.Lo;
+            const T bo = b != nullptr ? b[o] : T(0);
+            for (int64_t l = 0; l < g.Lo; ++l) gz[l] = gr[l] * ActMath<A>::grad(z[l] + bo, alpha);
+          } else {
+            std::memcpy(gz, gr, sizeof(T) * g.Lo);
+          }
+          if (gb_acc != nullptr) sum_acc<T>(gz, g.Lo, tail, gbv[o]);
         }
-        if (gb_acc != nullptr) sum_acc<T>(gz, g.Lo, tail, gbv[o]);
       }
+      if (gw_acc != nullptr)
+        grad_weight_rows<T>(gzp.data() + M, Lz, og1 - og0, xn, tp.off.data(), g, tail,
+                            gwv.data() + og0 * CK);
+      if (gx != nullptr) grad_input_all<T>(gzp.data() + M, Lz, og0, og1 - og0, plan, g, gxph);
     }
-    if (gw_acc != nullptr) grad_weight_rows<T>(gzp.data() + M, Lz, xn, tp.off.data(), g, tail, gwv.data());
-    if (gx == nullptr) continue;
-    grad_input_all<T>(gzp.data() + M, Lz, plan, g, gxph);
-    unphase<T>(gxph, g, gx + n * g.C * g.L);
+    if (gx != nullptr) unphase<T>(gxph, g, gx + n * g.C * g.L);
   }
   for (size_t i = 0; i < gwv.size(); ++i) gw_acc[i] += lane_sum<T>(gwv[i]);
   for (size_t i = 0; i < gbv.size(); ++i) gb_acc[i] += lane_sum<T>(gbv[i]);
