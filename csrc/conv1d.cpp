@@ -81,16 +81,20 @@ constexpr int64_t kDirectMaxReduction = 42;  // C_in * K
 constexpr int64_t kGemmMaxLen = 64;
 
 // Above both, on CPU (float32/float64), small weights run direct too: C_out * C_in * K <=
-// 2560. There oneDNN's backward is no faster than our register-tiled one (csrc/cpu/
-// conv1d_kernels.h: 4 x 3 tiles for grad_weight, 4 channels x 2 vectors for grad_input) and
-// its forward is slower for long kernels. Direct / vendor backward time (grad_input, weight
-// and bias, relu), N = 64, L = 500-1024, interleaved in one process (AMD EPYC, AVX2), 1 / 2
-// threads: weights 1408-2560 (C_in 8-16, K 3-11, C_out 16-32, stride 1-2): 0.78-1.01 /
-// 0.72-0.95, the c16-s2 (16 x 16 x 9) 0.84-1.01 / 0.77-0.88; 4608 (C_in 16-32, K 9,
-// C_out 16-32): 1.07-1.15 / 0.97-1.08; 7168-49152 (C_out 64-128): 1.04-1.72 / 0.91-1.60. The
-// forward there, direct / vendor: 0.99-1.03 / 0.97-1.08 at K 3-7, 0.52-0.68 / 0.52-0.56 at K
-// 9-11.
-constexpr int64_t kDirectMaxWeights = 2560;
+// 5120. There oneDNN's backward is no faster than our register-tiled one (csrc/cpu/
+// conv1d_kernels.h: 4 x 3 tiles for grad_weight, 4 channels x 2 vectors for grad_input, act'
+// as vector selects) and its forward is slower for long kernels. Forward+backward time
+// (relu, all three gradients), direct / the path the rule would pick otherwise, N = 64,
+// L = 500-1024, interleaved in one process (AMD EPYC, AVX2), 1 / 2 threads:
+//   weights 1408-2560 (C_in 8-16, K 3-11, C_out 16-32, stride 1-2; the c16-s2 is
+//     16 x 16 x 9): 0.59-0.96 / 0.55-0.94 (one run);
+//   3072-5120 (C_in 16-32, K 3-9, C_out 16-64; three runs): 0.71-0.96 / 0.68-0.91, except
+//     C_in 16, K 9, C_out 32 against the direct forward with the vendor backward (below):
+//     1.02-1.07 / 0.94-1.00;
+//   7168-10240 (C_out 32-64): 0.96-1.21 / 0.80-1.13;  24576-49152 (C_out 128): 1.12-1.39 /
+//     1.15-1.46.
+// (The c16-s2 backward alone took 1.4-1.6x the vendor's before those tiles.)
+constexpr int64_t kDirectMaxWeights = 5120;
 
 // On CUDA, short outputs run direct above the direct limit too: there the work is small and
 // cuDNN's calls cost more than our kernels. Direct / vendor time, H100, float32 without TF32,

@@ -142,7 +142,7 @@ def test_conv1d_bench_times_one_path_forward_and_backward(monkeypatch):
         pytest.skip("the paths exist only in the compiled extension")
     monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
     signal = Conv1dShape(2, 1, 50, 4, 7, 1, 3, 1)    # the rule picks direct
-    wide = Conv1dShape(2, 16, 100, 40, 5, 1, 2, 1)   # vendor: weights 40 x 80, L_out 100
+    wide = Conv1dShape(2, 16, 100, 72, 5, 1, 2, 1)   # vendor: weights 72 x 80, L_out 100
     short = Conv1dShape(2, 16, 30, 8, 5, 1, 2, 1)    # gemm: L_out = 30
     assert native_path(signal) == "direct" and native_path(wide) == "vendor"
     assert native_path(short) == "gemm" and native_path(short, "cuda") == "direct"
@@ -153,9 +153,9 @@ def test_conv1d_bench_times_one_path_forward_and_backward(monkeypatch):
     assert _aten_calls(make_case(wide, "gemm", "fwdbwd")) == {"conv": 0, "mm": 3}
     assert _aten_calls(make_case(short, "native", "fwdbwd")) == {"conv": 0, "mm": 3}
     assert _aten_calls(make_case(wide, "native", "fwdbwd"))["conv"] == 2
-    # K >= 9, C_out <= 32, weights above 2560: the direct forward, the vendor backward (relu:
+    # K >= 9, C_out <= 32, weights above 5120: the direct forward, the vendor backward (relu:
     # act' from the output; gelu needs the pre-activation, which only the vendor forward keeps).
-    long_k = Conv1dShape(2, 16, 200, 24, 9, 2, 4, 1)
+    long_k = Conv1dShape(2, 24, 200, 24, 9, 2, 4, 1)
     small = Conv1dShape(2, 16, 200, 16, 9, 2, 4, 1)  # weights 2304: direct both ways
     assert native_path(small) == native_path(small, act="gelu") == "direct"
     assert _aten_calls(make_case(small, "native", "fwdbwd")) == {"conv": 0, "mm": 0}

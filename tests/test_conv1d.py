@@ -475,24 +475,24 @@ def test_dispatch_rule():
     assert conv1d_path(128, 3, 30, device="cuda") == "vendor"  # C_in * K 384
     assert conv1d_path(64, 3, 30, groups=2, device="cuda") == "vendor"
     assert not uses_direct_path(32, 5, 1, device="cuda")  # no length given: the general rule
-    # CPU float32/float64, longer outputs: small weights (C_out * C_in * K <= 2560) run direct.
+    # CPU float32/float64, longer outputs: small weights (C_out * C_in * K <= 5120) run direct.
     assert conv1d_path(16, 9, 512, c_out=16, act="gelu") == "direct"  # the issue's c16-s2
-    assert conv1d_path(16, 5, 1000, c_out=32, dtype=torch.float64) == "direct"  # 2560
-    assert conv1d_path(16, 5, 1000, c_out=33) == "vendor"
+    assert conv1d_path(16, 5, 1000, c_out=64, dtype=torch.float64) == "direct"  # 5120
+    assert conv1d_path(16, 5, 1000, c_out=65) == "vendor"
     assert conv1d_path(16, 9, 512, c_out=16, dtype=torch.bfloat16) == "direct/vendor"  # below
     assert conv1d_path(16, 9, 64, c_out=16) == "gemm"  # short outputs: the GEMM path first
     assert not uses_direct_path(16, 9, 1, 512, c_out=16)  # no dtype given: the general rule
     assert uses_direct_path(16, 9, 1, 512, c_out=16, dtype=torch.float32)
     # The compiled op agrees: its direct path saves no pre-activation.
-    for c_in, k, c_out, direct in ((16, 9, 16, True), (16, 5, 32, True), (16, 5, 33, False)):
+    for c_in, k, c_out, direct in ((16, 9, 16, True), (16, 5, 64, True), (16, 5, 65, False)):
         x, w = signal((2, c_in, 200)), signal((c_out, c_in, k))
         saved = torch.ops.lightdl.fused_conv1d(x, w, None, 1, 1, 1, 1, "gelu", 0.01)[1]
         assert (saved.numel() == 0) == direct
     # oneDNN's slow long-kernel forward above that: ours forward, the vendor's backward.
-    assert conv1d_path(16, 9, 512, c_out=32, act="relu") == "direct/vendor"
-    assert conv1d_path(16, 9, 512, c_out=32, act="gelu") == "vendor"  # needs the pre-activation
+    assert conv1d_path(24, 9, 512, c_out=24, act="relu") == "direct/vendor"  # 5184
+    assert conv1d_path(24, 9, 512, c_out=24, act="gelu") == "vendor"  # needs the pre-activation
     assert conv1d_path(16, 9, 512, c_out=64, act="relu") == "vendor"
-    assert conv1d_path(16, 7, 512, c_out=32, act="relu") == "vendor"
+    assert conv1d_path(24, 7, 512, c_out=32, act="relu") == "vendor"
     assert conv1d_path(16, 9, 512, c_out=16, act="relu", device="cuda") == "vendor"
 
 
@@ -513,16 +513,16 @@ def test_cuda_rule_matches_the_compiled_op(monkeypatch):
 
 @pytest.mark.parametrize("act", ["relu", "sigmoid", "gelu", "identity"])
 def test_direct_forward_vendor_backward_matches_reference(act, monkeypatch):
-    """K >= 9, C_out <= 32, weights above 2560 (CPU): the direct forward, then the vendor
+    """K >= 9, C_out <= 32, weights above 5120 (CPU): the direct forward, then the vendor
     backward reading act' from the output; gelu keeps the vendor forward. Same results as the reference, and the
     forward bitwise the forced direct path's where the rule picks it."""
     monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
-    cfg = dict(N=3, C=16, O=24, K=9, L=150, stride=2, padding=4, dilation=1, groups=1)
+    cfg = dict(N=3, C=24, O=24, K=9, L=150, stride=2, padding=4, dilation=1, groups=1)
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
         _check(cfg, act, dtype, "cpu")
-    x, w, b = signal((3, 16, 150)), signal((24, 16, 9)), signal((24,))
+    x, w, b = signal((3, 24, 150)), signal((24, 24, 9)), signal((24,))
     auto = fused_conv1d(x, w, b, 2, 4, act=act)
-    split = conv1d_path(16, 9, 75, c_out=24, act=act) == "direct/vendor"
+    split = conv1d_path(24, 9, 75, c_out=24, act=act) == "direct/vendor"
     assert split == (act != "gelu")
     monkeypatch.setenv("LIGHTDL_CONV1D_PATH", "direct")
     direct = fused_conv1d(x, w, b, 2, 4, act=act)
@@ -533,9 +533,9 @@ def test_direct_forward_vendor_backward_matches_reference(act, monkeypatch):
 def test_rule_picks_the_gemm_path_for_short_outputs(length, monkeypatch):
     """The compiled rule agrees with conv1d_path: the unforced op is bitwise the forced path
     it names, forward and backward (the GEMM and vendor paths sum in other orders)."""
-    x, w, b = signal((3, 32, length)), signal((24, 32, 5)), signal((24,))
-    g = signal((3, 24, length))
-    expected = conv1d_path(32, 5, length, c_out=24)  # weights 3840: not direct
+    x, w, b = signal((3, 32, length)), signal((40, 32, 5)), signal((40,))
+    g = signal((3, 40, length))
+    expected = conv1d_path(32, 5, length, c_out=40)  # weights 6400: not direct
     assert expected == ("gemm" if length <= GEMM_MAX_LEN else "vendor")
     monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
     auto = _grads(fused_conv1d, x, w, b, g, padding=2, act="relu")

@@ -139,7 +139,7 @@ def fused_conv1d(
 # for the benchmarks' "native" label.
 DIRECT_MAX_REDUCTION = 42  # C_in * K, at any length
 GEMM_MAX_LEN = 64  # output length, above DIRECT_MAX_REDUCTION, CPU float32/float64
-DIRECT_MAX_WEIGHTS = 2560  # C_out * C_in * K, longer outputs, CPU float32/float64
+DIRECT_MAX_WEIGHTS = 5120  # C_out * C_in * K, longer outputs, CPU float32/float64
 DIRECT_FORWARD_MIN_K, DIRECT_FORWARD_MAX_OUT = 9, 32  # vendor backward, direct forward (CPU)
 CUDA_DIRECT_MAX_LEN, CUDA_DIRECT_MAX_REDUCTION = 64, 192  # short outputs run direct on CUDA
 PATHS = ("direct", "gemm", "vendor")
