@@ -94,19 +94,6 @@ void fill_phased(const T* x, T* out, const Conv1dGeom& g, int64_t rows) {
         std::fill(o + g.P + g.L, o + R, T(0));
         continue;
       }
-      if (g.S == 2) {  // a de-interleave into the two phases, which GCC vectorises
-        std::fill(o, o + R, T(0));
-        const int64_t h = g.P / 2;
-        T* a = g.P % 2 == 0 ? o + h : o + g.Lph + h;      // even input positions
-        T* b = g.P % 2 == 0 ? o + g.Lph + h : o + h + 1;  // odd ones
-        const int64_t pairs = g.L / 2;
-        for (int64_t j = 0; j < pairs; ++j) {
-          a[j] = xr[2 * j];
-          b[j] = xr[2 * j + 1];
-        }
-        if (g.L % 2 != 0) a[pairs] = xr[g.L - 1];
-        continue;
-      }
       // Phase s holds input positions j S + s - P: inside [0, L) for one run of j, padding on
       // either side. (A bounds test per element took 7-10% of the c16-s2 shape's backward.)
       for (int64_t s = 0; s < g.S; ++s) {

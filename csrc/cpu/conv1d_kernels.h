@@ -71,13 +71,16 @@ struct TilePlan {
   std::vector<T> w;          // ceil(O / kOB) * CK * kOB
 };
 
+// (pack_weights false: the offsets only, for a backward that reads act' from the output.)
 template <typename T>
-TilePlan<T> tile_plan(const T* w, const Conv1dGeom& g, const int64_t* taps) {
+TilePlan<T> tile_plan(const T* w, const Conv1dGeom& g, const int64_t* taps,
+                      bool pack_weights = true) {
   const int64_t CK = g.C * g.K, R = g.S * g.Lph, blocks = (g.O + kOB - 1) / kOB;
   TilePlan<T> p;
   p.off.resize(static_cast<size_t>(CK));
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t k = 0; k < g.K; ++k) p.off[c * g.K + k] = c * R + taps[k];
+  if (!pack_weights) return p;
   p.w.assign(static_cast<size_t>(blocks * CK * kOB), T(0));
   for (int64_t o = 0; o < g.O; ++o)
     for (int64_t i = 0; i < CK; ++i) p.w[((o / kOB) * CK + i) * kOB + o % kOB] = w[o * CK + i];
@@ -654,8 +657,8 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
   constexpr bool kRecompute = A != Act::Identity && !kGradFromOutput<A>;
   const bool use_rt = kRecompute && reg_taps_fit(g);
   const RegTaps<T> rt = use_rt ? reg_taps(w, g, taps.data()) : RegTaps<T>{};
-  TilePlan<T> tp = tile_plan(w, g, taps.data());  // (its offsets serve the weight gradient)
-  if (!kRecompute || use_rt) tp.w.clear();
+  // Its offsets serve the weight gradient; its weights only the recomputed pre-activation.
+  const TilePlan<T> tp = tile_plan(w, g, taps.data(), kRecompute && !use_rt);
   const GxPlan<T> plan = gx != nullptr ? gx_plan(w, g) : GxPlan<T>{};
   // gz rows with M zeros either side: the grad_input correlation then reads them without
   // bounds tests (M covers the largest tap offset and the phase overhang). Rows of all output
