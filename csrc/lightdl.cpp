@@ -211,6 +211,9 @@ TORCH_LIBRARY_IMPL(lightdl, AutocastCUDA, m) {
 namespace lightdl {
 // Defined in csrc/cpu/isa.cpp: the best instruction set this CPU runs our kernels with.
 const char* cpu_isa();
+namespace cpu {
+bool step_gemm_available();  // csrc/cpu/rnn.cpp
+}
 }  // namespace lightdl
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -222,4 +225,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   m.attr("compiler") = __VERSION__;
   m.def("cpu_isa", &lightdl::cpu_isa, "instruction set the CPU kernels dispatch to");
+  m.def(
+      "rnn_cpu_gemm",
+      [] { return lightdl::cpu::step_gemm_available() ? "lightdl" : "mkl"; },
+      "which GEMM the CPU LSTM/GRU time loops run per step in float32 (csrc/cpu/step_gemm.h)");
 }

@@ -32,6 +32,7 @@
 #include "checks.h"
 #include "cpu/blocks.h"
 #include "cpu/packed_gemm.h"
+#include "cpu/step_gemm.h"
 #include "rnn_kernels.h"
 
 namespace lightdl {
@@ -190,21 +191,32 @@ void over_row_blocks(const at::Tensor& x, int64_t B, const F& f) {
   cpu::for_blocks(row_block_count(x, B), B, [&](int64_t, int64_t r0, int64_t r1) { f(r0, r1); });
 }
 
-// The per-step recurrent product C (+)= A W, W (k x n) the same for every step: on CPU in
-// float32 MKL's packed GEMM, W packed once per call (csrc/cpu/packed_gemm.cpp: 4-30% less
-// time per step on the benchmark shapes, and no ATen call per step); at::addmm_out otherwise.
-// A and C are blocks of contiguous rows.
+// The per-step recurrent product C (+)= A W, W (k x n) the same for every step. On CPU in
+// float32: lightdl's step GEMM on AVX2 hosts (csrc/cpu/step_gemm.h), MKL's packed GEMM
+// elsewhere (csrc/cpu/packed_gemm.cpp: 4-30% less time per step than at::addmm_out on the
+// benchmark shapes); either way W is packed once per call and no ATen call is made per step.
+// at::addmm_out otherwise. A and C are blocks of contiguous rows.
 class StepGemm {
  public:
   StepGemm(const at::Tensor& W, int64_t max_rows) : W_(W) {
-    if (W.is_cpu() && W.scalar_type() == at::kFloat && W.is_contiguous())
+    if (!W.is_cpu() || W.scalar_type() != at::kFloat || !W.is_contiguous()) return;
+    if (cpu::step_gemm_available()) {
+      own_ = at::empty({cpu::step_gemm_packed_size(W.size(0), W.size(1))}, W.options());
+      cpu::step_gemm_pack(W.const_data_ptr<float>(), W.size(1), 1, W.size(0), W.size(1),
+                          own_.mutable_data_ptr<float>());
+    } else {
       packed_ = cpu::PackedRight::make(W.const_data_ptr<float>(), W.size(0), W.size(1), max_rows);
+    }
   }
+  // Whether the two-part form below is available (lightdl's step GEMM).
+  bool split_left() const { return own_.defined(); }
+
   // C (rows x n, leading dimension ldc) (+)= A (rows x k, lda) W, on raw pointers into the
-  // loop's buffers: no tensor is made per step on the packed path.
+  // loop's buffers: no tensor is made per step on the CPU float32 paths.
   void operator()(void* C, int64_t ldc, const void* A, int64_t lda, int64_t rows,
                   bool accumulate) const {
     if (rows == 0) return;
+    if (own_.defined()) return (*this)(C, ldc, A, lda, W_.size(0), nullptr, 0, rows, accumulate);
     if (packed_) {
       // C = A W as C = 0 + A W: with beta = 0 MKL clears C in a pass of its own
       // (sgemm_mscale, ~5 us for 32 x 256 floats on an AMD EPYC core), slower than memset.
@@ -227,8 +239,19 @@ class StepGemm {
     else at::mm_out(Ct, At, W_);
   }
 
+  // The same with A = [A0 | A1]: its first k0 columns in rows at A0, the rest in rows at A1
+  // (split_left() only).
+  void operator()(void* C, int64_t ldc, const void* A0, int64_t lda0, int64_t k0, const void* A1,
+                  int64_t lda1, int64_t rows, bool accumulate) const {
+    TORCH_INTERNAL_ASSERT(own_.defined());
+    cpu::step_gemm({own_.const_data_ptr<float>(), static_cast<const float*>(A0), lda0, k0,
+                    static_cast<const float*>(A1), lda1, W_.size(0) - k0, static_cast<float*>(C),
+                    ldc, rows, W_.size(1), accumulate});
+  }
+
  private:
   at::Tensor W_;
+  at::Tensor own_;  // W packed for lightdl's step GEMM
   std::unique_ptr<cpu::PackedRight> packed_;
 };
 
@@ -463,18 +486,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     const char* xp = static_cast<const char*>(X.const_data_ptr());
     over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
       const int64_t n = r1 - r0, W = d.I + d.H;
-      at::Tensor xh = at::empty({n, W}, X.options());
-      char* xhp = static_cast<char*>(xh.data_ptr());
+      at::Tensor xh = step_gemm.split_left() ? at::Tensor() : at::empty({n, W}, X.options());
+      char* xhp = xh.defined() ? static_cast<char*>(xh.data_ptr()) : nullptr;
       void* hr = row_ptr(hp, r0, d.H, es);
       for (int64_t t = 0; t < d.T; ++t) {
         const char* xt = xp + (t * d.B + r0) * d.I * es;
-        const char* ht = static_cast<const char*>(hr);
-        for (int64_t r = 0; r < n; ++r) {
-          std::memcpy(xhp + r * W * es, xt + r * d.I * es, d.I * es);
-          std::memcpy(xhp + (r * W + d.I) * es, ht + r * d.H * es, d.H * es);
-        }
         void* gt = rows_at(gp, save ? t : 0, r0, d.B, G, es);
-        step_gemm(gt, G, xhp, W, n, false);
+        if (step_gemm.split_left()) {  // x_t and h read where they are
+          step_gemm(gt, G, xt, d.I, d.I, hr, d.H, n, false);
+        } else {
+          const char* ht = static_cast<const char*>(hr);
+          for (int64_t r = 0; r < n; ++r) {
+            std::memcpy(xhp + r * W * es, xt + r * d.I * es, d.I * es);
+            std::memcpy(xhp + (r * W + d.I) * es, ht + r * d.H * es, d.H * es);
+          }
+          step_gemm(gt, G, xhp, W, n, false);
+        }
         k.lstm_fwd(dbl, {gt, bp, row_ptr(cp, r0, d.H, es), hr,
                          rows_at(yp, t, r0, d.B, d.H, es),
                          rows_at(csp, save ? t : 0, r0, d.B, d.H, es),

@@ -147,6 +147,29 @@ def test_cuda_one_launch_loop_runs_and_handles_edges(kind, monkeypatch):
         assert torch.equal(got, want)
 
 
+# (T, B, input, hidden) for the CPU per-step GEMMs (csrc/cpu/step_gemm_kernels.h): batches
+# of 1-7 rows (tiles of 3 rows and the 1- and 2-row rests), gate and hidden widths that leave
+# a partial 32-column panel (down to 3 columns of 8-lane vectors), products longer than one
+# 192-row slice of a panel (K = I + H forward, 3 H / 4 H backward) and an input part longer
+# than a slice (the left operand's two parts split across slices).
+STEP_GEMM_SHAPES = [(5, 4, 1, 37), (3, 5, 20, 180), (7, 2, 3, 8), (4, 7, 200, 3), (2, 1, 2, 66)]
+
+
+@pytest.mark.parametrize("gemm", ["lightdl", "mkl"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("variant", ["plain", "lengths"])
+@pytest.mark.parametrize("shape", STEP_GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_cpu_step_gemms_match_reference(shape, variant, kind, gemm, monkeypatch):
+    """float32 CPU layers with each per-step GEMM: lightdl's (AVX2 hosts) and MKL's packed
+    GEMM (LIGHTDL_RNN_CPU_GEMM=mkl, and every non-AVX2 host), forward and backward."""
+    if gemm == "mkl":
+        monkeypatch.setenv("LIGHTDL_RNN_CPU_GEMM", "mkl")
+    elif _C is None or _C.rnn_cpu_gemm() != "lightdl":
+        pytest.skip("lightdl's step GEMM runs on AVX2 hosts only")
+    assert _C is None or _C.rnn_cpu_gemm() == gemm
+    _check_layer(variant, kind, torch.float32, "cpu", *shape)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_parallel_row_blocks_match_reference(kind, dtype):

@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "rnn_rows.h"
@@ -44,6 +45,31 @@ void run(void (*fn)(const Step&, int64_t, int64_t), const Step& a) {
 }
 
 }  // namespace
+
+bool step_gemm_available() {
+  if (rows(false).step_gemm == nullptr) return false;
+  const char* env = std::getenv("LIGHTDL_RNN_CPU_GEMM");
+  return env == nullptr || std::strcmp(env, "mkl") != 0;
+}
+
+int64_t step_gemm_packed_size(int64_t k, int64_t n) {
+  return (n + kStepGemmPanel - 1) / kStepGemmPanel * kStepGemmPanel * k;
+}
+
+void step_gemm_pack(const float* src, int64_t s_row, int64_t s_col, int64_t k, int64_t n,
+                    float* out) {
+  for (int64_t j0 = 0; j0 < n; j0 += kStepGemmPanel)
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = j0; j < j0 + kStepGemmPanel; ++j)
+        *out++ = j < n ? src[i * s_row + j * s_col] : 0.f;
+}
+
+void step_gemm(const StepGemmArgs& a) {
+  if (a.m == 0 || a.n == 0) return;
+  if (a.k0 + a.k1 > 0) return rows(false).step_gemm(a);
+  if (!a.accumulate)
+    for (int64_t r = 0; r < a.m; ++r) std::fill(a.c + r * a.ldc, a.c + r * a.ldc + a.n, 0.f);
+}
 
 void lstm_fwd_step(bool dbl, const rnn::LstmFwdStep& a) { run(rows(dbl).lstm_fwd, a); }
 void lstm_bwd_step(bool dbl, const rnn::LstmBwdStep& a) { run(rows(dbl).lstm_bwd, a); }

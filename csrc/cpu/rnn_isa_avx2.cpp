@@ -4,6 +4,7 @@
 #pragma GCC target("avx2,fma,f16c")
 #define LIGHTDL_ISA isa_avx2
 #define LIGHTDL_RNN_VEC 32  // the LSTM gate math by hand in 8-lane vectors (rnn_rows_kernels.h)
+#define LIGHTDL_RNN_STEP_GEMM  // lightdl's step GEMM (step_gemm_kernels.h)
 #include "rnn_rows_kernels.h"
 #else
 #include "rnn_rows.h"

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "../rnn_kernels.h"
+#include "step_gemm.h"
 
 namespace lightdl {
 namespace cpu {
@@ -14,6 +15,7 @@ struct RnnRows {
   void (*lstm_bwd)(const rnn::LstmBwdStep&, int64_t b0, int64_t b1);
   void (*gru_fwd)(const rnn::GruFwdStep&, int64_t b0, int64_t b1);
   void (*gru_bwd)(const rnn::GruBwdStep&, int64_t b0, int64_t b1);
+  void (*step_gemm)(const StepGemmArgs&);  // the float32 AVX2 build only; null elsewhere
 };
 
 #define LIGHTDL_DECLARE_RNN_ISA(ISA) \

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../rnn_math.h"
 #include "rnn_rows.h"
@@ -25,6 +26,11 @@
 
 #ifndef LIGHTDL_ISA
 #error "define LIGHTDL_ISA before including rnn_rows_kernels.h"
+#endif
+
+// LIGHTDL_RNN_STEP_GEMM (AVX2 build): compile lightdl's step GEMM (step_gemm_kernels.h).
+#ifdef LIGHTDL_RNN_STEP_GEMM
+#include "step_gemm_kernels.h"
 #endif
 
 namespace lightdl {
@@ -204,7 +210,11 @@ void gru_bwd(const rnn::GruBwdStep& a, int64_t b0, int64_t b1) {
 
 template <typename T>
 RnnRows make_rows() {
-  return {&lstm_fwd<T>, &lstm_bwd<T>, &gru_fwd<T>, &gru_bwd<T>};
+  RnnRows r{&lstm_fwd<T>, &lstm_bwd<T>, &gru_fwd<T>, &gru_bwd<T>, nullptr};
+#ifdef LIGHTDL_RNN_STEP_GEMM
+  if constexpr (std::is_same_v<T, float>) r.step_gemm = &step_gemm_kernel::step_gemm;
+#endif
+  return r;
 }
 
 }  // namespace

@@ -1,0 +1,43 @@
+// lightdl's own single-precision GEMM for the per-step products of the LSTM/GRU time loops on
+// CPU: C (+)= [A0 | A1] W with W (k0 + k1 x N) the same for every step, packed once, and few
+// rows (a block of the batch, 8-128). AVX2 hosts run it in place of MKL's packed GEMM
+// (csrc/cpu/packed_gemm.h): at these sizes MKL packs the left operand on every call (its
+// sgemm_scopy_down16: 10-20% of the LSTM forward's time at batch 32 x hidden 128, against
+// 43% in its compute kernel) and is called through its Fortran interface. Gains and limits:
+// step_gemm_kernels.h. AVX-512 hosts keep MKL (its 512-bit kernels; not measured there).
+// The left operand comes in two parts so that the LSTM forward reads x_t and h where they
+// are, instead of copying them side by side every step.
+#pragma once
+
+#include <cstdint>
+
+namespace lightdl {
+namespace cpu {
+
+// Packed W: column panels of kStepGemmPanel columns (the last one padded with zeros), each
+// stored row by row (k0 + k1 rows of kStepGemmPanel floats).
+constexpr int64_t kStepGemmPanel = 32;
+
+struct StepGemmArgs {
+  const float* w;      // packed W (step_gemm_pack)
+  const float* a0;     // rows of the left operand's columns [0, k0), at a0 + r lda0
+  int64_t lda0, k0;
+  const float* a1;     // rows of its columns [k0, k0 + k1), at a1 + r lda1 (k1 may be 0)
+  int64_t lda1, k1;
+  float* c;            // rows of C at c + r ldc
+  int64_t ldc;
+  int64_t m, n;        // rows, and columns of C
+  bool accumulate;     // C += ... rather than C = ...
+};
+
+// Whether step_gemm runs on this host (the instruction set chosen is AVX2) and is wanted:
+// LIGHTDL_RNN_CPU_GEMM=mkl selects MKL's packed GEMM instead (read on every call).
+bool step_gemm_available();
+int64_t step_gemm_packed_size(int64_t k, int64_t n);
+// Packs W (k x n), element (i, j) at src[i * s_row + j * s_col], into `out`.
+void step_gemm_pack(const float* src, int64_t s_row, int64_t s_col, int64_t k, int64_t n,
+                    float* out);
+void step_gemm(const StepGemmArgs& a);
+
+}  // namespace cpu
+}  // namespace lightdl
