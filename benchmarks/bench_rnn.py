@@ -1,6 +1,9 @@
 """Benchmark of one LSTM / GRU layer: lightdl's FusedLSTM/FusedGRU against torch.nn.LSTM/GRU,
 a Python loop of nn.LSTMCell/GRUCell, and that loop with a torch.compile'd step; forward
-(inference) and forward+backward. Cases and builders: lightdl/bench/rnn.py.
+(inference) and forward+backward. Cases and builders: lightdl/bench/rnn.py. On a CPU where
+the fused layers run lightdl's per-step GEMM (`lightdl info`), "fused-mkl" times them with MKL's
+instead (LIGHTDL_RNN_CPU_GEMM=mkl), the gain of that GEMM; on CUDA, "fused-loop" times the
+one-launch loop (LIGHTDL_RNN_CUDA_LOOP=persistent).
 
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 python benchmarks/bench_rnn.py
     python benchmarks/bench_rnn.py --threads 2 --append      # add rows to an existing run
@@ -24,10 +27,12 @@ import torch
 import lightdl
 from lightdl.bench import Timer, full_float32, machine_description
 from lightdl.bench.rnn import IMPLS, KINDS, MODES, SHAPES, build, same_result
+from lightdl.ops._backend import build_info
 
 ROOT = Path(__file__).resolve().parent
 LABEL = {"fused": "lightdl Fused", "torch": "torch.nn", "loop": "Python cell loop",
-         "compiled": "compiled cell loop", "fused-loop": "lightdl Fused, one-launch loop"}
+         "compiled": "compiled cell loop", "fused-loop": "lightdl Fused, one-launch loop",
+         "fused-mkl": "lightdl Fused, MKL's step GEMM"}
 
 
 def _progress(msg: str) -> None:
@@ -123,6 +128,10 @@ def markdown(result: dict) -> str:
     if one:
         lines[-2] += " one-launch loop ms | one-launch vs torch.nn |"
         lines[-1] += "---|---|"
+    mkl = any(ms.get("fused-mkl") for ms in table.values())
+    if mkl:  # the fused layer with MKL's step GEMM: what lightdl's GEMM gains
+        lines[-2] += " fused with MKL GEMM ms | own GEMM vs MKL's |"
+        lines[-1] += "---|---|"
     for (threads, kind, shape, mode), ms in table.items():
         fu = ms.get("fused")
         T = SHAPES[shape][1]
@@ -135,11 +144,13 @@ def markdown(result: dict) -> str:
             f"{f(ms.get('torch'), '.3f')} | {f(ms.get('loop'), '.3f')} | "
             f"{f(ms.get('compiled'), '.3f')} | {f(fu * 1e3 / T if fu else None, '.1f')} | "
             f"{ratio('torch')} | {ratio('loop')} | {ratio('compiled')} |"
-            + (f" {f(ms.get('fused-loop'), '.3f')} | {one_vs_torch(ms)} |" if one else ""))
+            + (f" {f(ms.get('fused-loop'), '.3f')} | {one_vs_torch(ms)} |" if one else "")
+            + (f" {f(ms.get('fused-mkl'), '.3f')} | {ratio('fused-mkl')} |" if mkl else ""))
     lines += ["", "Geometric mean over the shapes of the fused layer's speed-up:", "",
               "| threads | kind | mode | vs torch.nn | vs cell loop | vs compiled loop |"
-              + (" one-launch loop vs torch.nn |" if one else ""),
-              "|---|---|---|---|---|---|" + ("---|" if one else "")]
+              + (" one-launch loop vs torch.nn |" if one else "")
+              + (" own GEMM vs MKL's |" if mkl else ""),
+              "|---|---|---|---|---|---|" + ("---|" if one else "") + ("---|" if mkl else "")]
     keys = sorted({(t, k, md) for (t, k, _s, md) in table})
     for threads, kind, mode in keys:
         sel = [ms for (t, k, _s, md), ms in table.items()
@@ -153,7 +164,8 @@ def markdown(result: dict) -> str:
                           if ms.get("torch") and ms.get("fused-loop")])
         lines.append(f"| {threads} | {kind} | {mode} | {gm('torch')} | {gm('loop')} | "
                      f"{gm('compiled')} |" + (f" {f(one_gm)}x |" if one and one_gm else
-                                              (" — |" if one else "")))
+                                              (" — |" if one else ""))
+                     + (f" {gm('fused-mkl')} |" if mkl else ""))
     builds = [r["build_s"] for r in result["rows"] if r["build_s"]]
     if builds:
         lines += ["", f"torch.compile build time of the step (first call): "
@@ -216,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         args.impls = ["fused", *args.impls]
     if args.device == "cpu" and "fused-loop" in args.impls:
         args.impls.remove("fused-loop")  # the one-launch loop is CUDA's; on CPU it is "fused"
+    own_gemm = build_info().get("rnn_cpu_gemm") == "lightdl"
+    if (args.device == "cuda" or not own_gemm) and "fused-mkl" in args.impls:
+        args.impls.remove("fused-mkl")  # there "fused" runs MKL's (or cuBLAS's) GEMM already
     out = args.out or ROOT / "results" / args.device
     out.mkdir(parents=True, exist_ok=True)
     with full_float32():  # CUDA: cuDNN's RNNs in float32 like ours, not TF32

@@ -178,3 +178,29 @@ def test_full_float32_turns_tf32_off_and_restores_it():
     finally:
         for f, v in zip(flags, saved, strict=True):
             f.allow_tf32 = v
+
+
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
+def test_rnn_bench_switch_impls_run_under_their_switch_and_restore_it(mode, monkeypatch):
+    """bench_rnn's "fused-mkl" runs the fused layer with LIGHTDL_RNN_CPU_GEMM=mkl set during
+    the call only, and agrees with torch.nn like "fused" does."""
+    import os
+
+    from lightdl.bench import rnn
+
+    monkeypatch.delenv("LIGHTDL_RNN_CPU_GEMM", raising=False)
+    seen = []
+    real = torch.ops.lightdl.lstm
+
+    class Spy:  # records the switch as the op sees it
+        def __call__(self, *a):
+            seen.append(os.environ.get("LIGHTDL_RNN_CPU_GEMM"))
+            return real(*a)
+
+    monkeypatch.setattr(torch.ops.lightdl, "lstm", Spy())
+    shape = (3, 4, 2, 5)
+    want = rnn.build("lstm", shape, "torch", mode).run()
+    for impl in ("fused", "fused-mkl"):
+        assert rnn.same_result(rnn.build("lstm", shape, impl, mode).run(), want)
+    assert seen and seen[-1] == "mkl" and None in seen
+    assert "LIGHTDL_RNN_CPU_GEMM" not in os.environ

@@ -2,8 +2,8 @@
 // CPU: C (+)= [A0 | A1] W with W (k0 + k1 x N) the same for every step, packed once, and few
 // rows (a block of the batch, 8-128). AVX2 hosts run it in place of MKL's packed GEMM
 // (csrc/cpu/packed_gemm.h): at these sizes MKL packs the left operand on every call (its
-// sgemm_scopy_down16: 10-20% of the LSTM forward's time at batch 32 x hidden 128, against
-// 43% in its compute kernel) and is called through its Fortran interface. Gains and limits:
+// sgemm_scopy_down16: 10% of the LSTM forward's time in a profile at batch 32 x hidden 128,
+// against 43% in its compute kernel). Gains and limits:
 // step_gemm_kernels.h. AVX-512 hosts keep MKL (its 512-bit kernels; not measured there).
 // The left operand comes in two parts so that the LSTM forward reads x_t and h where they
 // are, instead of copying them side by side every step.

@@ -4,10 +4,10 @@
 // A tile is R rows of C by one 32-column panel: 4 R accumulators of 8 floats; per k it takes
 // 4 vector loads of the packed panel and R broadcasts for 4 R FMAs. Panels are the outer loop,
 // so a panel ((k0 + k1) x 128 bytes: 18 kB at hidden 128) stays in L1 while every row tile
-// goes past it. Measured against MKL's packed GEMM (LIGHTDL_RNN_CPU_GEMM=mkl), the LSTM ops
-// on the benchmark shapes, interleaved in one process, AMD EPYC (AVX2): forward (training)
-// 1.03-1.12x less time at hidden 32-128 on one thread, 1.12-1.32x on two, 0.96-1.09x at
-// hidden 256 (batch 128, where MKL's kernel is at its best); backward 0.98-1.08x.
+// goes past it. Against MKL's packed GEMM (LIGHTDL_RNN_CPU_GEMM=mkl; bench_rnn.py's fused-mkl
+// column, benchmarks/results/cpu-avx2/rnn.md, AMD EPYC): the LSTM/GRU layers took 0.99-1.22x
+// less time at hidden 32-128 on one thread, 1.04-1.28x on two; 0.91-0.98x at hidden 256 with
+// batch 128 on one thread (MKL's kernel at its best), 0.99-1.21x with 64 rows per thread.
 #pragma once
 
 #include <algorithm>
@@ -89,9 +89,11 @@ void tile(const StepGemmArgs& a, const float* wp, int64_t r0, int64_t j0, int64_
 // Rows per tile: 4 R accumulators, 4 panel vectors and a broadcast in the 16 AVX2 registers
 // (GCC takes the panel vectors as memory operands of the FMAs).
 constexpr int kRows = 3;
-// Rows of a panel per pass (16 kB, half of L1): longer panels (the backward's K = 4 H) are
-// taken in slices, each C tile reloaded for each (the panel's columns of C, in L2). Without: 0.96x of MKL on the LSTM backward
-// at hidden 256 (a 128 kB panel), against 1.03-1.05x at hidden 32-128.
+// At most this many rows of a panel per pass (24 kB of L1's 32): longer panels (the
+// backward's K = 4 H) are split into equal slices, each C tile reloaded for each. MKL's time
+// over ours for the LSTM backward op at hidden 256 (a 128 kB panel): 0.96 unsliced, 1.01-1.06
+// with slices of 128 or 192 rows; the forward at hidden 256 (K = 288) stays within 5% of
+// MKL's either way, a little closer with 192.
 constexpr int64_t kSlice = 192;
 
 void step_gemm(const StepGemmArgs& a) {

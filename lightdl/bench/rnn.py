@@ -37,7 +37,7 @@ SHAPES: dict[str, tuple[int, int, int, int]] = {
     "b128 t60 i32 h256": (128, 60, 32, 256),
 }
 KINDS = ("lstm", "gru")
-IMPLS = ("fused", "torch", "loop", "compiled", "fused-loop")
+IMPLS = ("fused", "torch", "loop", "compiled", "fused-loop", "fused-mkl")
 MODES = ("fwd", "fwdbwd")
 
 _LAYERS = {"lstm": (nn.LSTM, FusedLSTM, nn.LSTMCell), "gru": (nn.GRU, FusedGRU, nn.GRUCell)}
@@ -67,17 +67,23 @@ def _inputs(shape, device, dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 @contextlib.contextmanager
-def _one_launch_loop() -> Iterator[None]:
-    """LIGHTDL_RNN_CUDA_LOOP=persistent for the block (read by the ops on every call)."""
-    before = os.environ.get("LIGHTDL_RNN_CUDA_LOOP")
-    os.environ["LIGHTDL_RNN_CUDA_LOOP"] = "persistent"
+def _env(name: str, value: str) -> Iterator[None]:
+    """os.environ[name] = value for the block (the ops read their switches on every call)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if before is None:
-            del os.environ["LIGHTDL_RNN_CUDA_LOOP"]
+            del os.environ[name]
         else:
-            os.environ["LIGHTDL_RNN_CUDA_LOOP"] = before
+            os.environ[name] = before
+
+
+# The fused layers under a switch: the CUDA one-launch loop, and on CPU MKL's packed GEMM per
+# step in place of lightdl's (csrc/cpu/step_gemm.h), to measure what each gains.
+_SWITCHES = {"fused-loop": ("LIGHTDL_RNN_CUDA_LOOP", "persistent"),
+             "fused-mkl": ("LIGHTDL_RNN_CPU_GEMM", "mkl")}
 
 
 def _cell_step(kind: str, cell: nn.Module) -> Callable:
@@ -103,7 +109,7 @@ def build(kind: str, shape: tuple[int, int, int, int], impl: str, mode: str,
     _, _, n_in, H = shape
     ref = _reference_layer(kind, shape, device, dtype, seed)
     x, grad = _inputs(shape, device, dtype, seed)
-    if impl in ("torch", "fused", "fused-loop"):
+    if impl in ("torch", "fused", *_SWITCHES):
         model = ref if impl == "torch" else fused_cls(n_in, H, device=device, dtype=dtype)
         model.load_state_dict(ref.state_dict())
         params = [model.weight_ih_l0, model.weight_hh_l0, model.bias_ih_l0, model.bias_hh_l0]
@@ -128,7 +134,7 @@ def build(kind: str, shape: tuple[int, int, int, int], impl: str, mode: str,
     else:
         raise ValueError(f"unknown impl {impl!r}; expected one of {IMPLS}")
 
-    env = _one_launch_loop if impl == "fused-loop" else contextlib.nullcontext
+    env = (lambda: _env(*_SWITCHES[impl])) if impl in _SWITCHES else contextlib.nullcontext
     if mode == "fwd":
         def run() -> tuple[torch.Tensor, ...]:
             with torch.no_grad(), env():
