@@ -192,9 +192,10 @@ void over_row_blocks(const at::Tensor& x, int64_t B, const F& f) {
 }
 
 // The per-step recurrent product C (+)= A W, W (k x n) the same for every step. On CPU in
-// float32: lightdl's step GEMM on AVX2 hosts (csrc/cpu/step_gemm.h), MKL's packed GEMM
-// elsewhere (csrc/cpu/packed_gemm.cpp: 4-30% less time per step than at::addmm_out on the
-// benchmark shapes); either way W is packed once per call and no ATen call is made per step.
+// float32: lightdl's step GEMM on AVX2 and AMD AVX-512 hosts (csrc/cpu/step_gemm.h), MKL's
+// packed GEMM elsewhere (csrc/cpu/packed_gemm.cpp: 4-30% less time per step than
+// at::addmm_out on the benchmark shapes); either way W is packed once per call and no ATen
+// call is made per step.
 // at::addmm_out otherwise. A and C are blocks of contiguous rows.
 class StepGemm {
  public:
@@ -253,6 +254,34 @@ class StepGemm {
   at::Tensor W_;
   at::Tensor own_;  // W packed for lightdl's step GEMM
   std::unique_ptr<cpu::PackedRight> packed_;
+};
+
+// The weight gradients of a chunk of steps: acc (cols, G) += L^T dG, L (m, cols) and dG (m, G).
+// On CPU in float32 where lightdl's step GEMM runs: that GEMM with dG packed per chunk (a copy
+// of dG, which the product reads cols times) and L^T read in place through its column stride;
+// at::addmm_ (MKL) otherwise.
+class GradGemm {
+ public:
+  GradGemm(const at::Tensor& like, int64_t max_rows, int64_t G) {
+    if (like.is_cpu() && like.scalar_type() == at::kFloat && cpu::step_gemm_available())
+      packed_ = at::empty({cpu::step_gemm_packed_size(max_rows, G)}, like.options());
+  }
+
+  void operator()(at::Tensor& acc, const at::Tensor& L, const at::Tensor& dG) const {
+    if (!packed_.defined()) {
+      acc.addmm_(L.t(), dG);
+      return;
+    }
+    TORCH_INTERNAL_ASSERT(L.is_contiguous() && dG.is_contiguous() && acc.stride(1) == 1);
+    const int64_t m = dG.size(0), G = dG.size(1), cols = L.size(1);
+    float* w = packed_.mutable_data_ptr<float>();
+    cpu::step_gemm_pack(dG.const_data_ptr<float>(), G, 1, m, G, w);
+    cpu::step_gemm({w, L.const_data_ptr<float>(), 1, m, nullptr, 0, 0,
+                    acc.mutable_data_ptr<float>(), acc.stride(0), cols, G, true, cols});
+  }
+
+ private:
+  at::Tensor packed_;  // dG packed for lightdl's step GEMM
 };
 
 // Pointer to row r of a (rows, cols) block at `base` (cols elements of `es` bytes per row).
@@ -593,6 +622,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const int64_t n = r1 - r0, K = chunk_steps(n, d.T, G, es);
     at::Tensor dG = at::empty({K * n, G}, X3.options());  // one chunk of steps, this block's rows
     LeftOperand L(K * n, d.I, d.H, true, true, X3.options());
+    const GradGemm grad_gemm(X3, K * n, G);
     at::Tensor acc = dWt.select(0, p);
     void *dhr = row_ptr(dhp, r0, d.H, es), *dGp = dG.data_ptr();
     for (int64_t c0 = d.T > 0 ? (d.T - 1) / K * K : -1; c0 >= 0; c0 -= K) {
@@ -608,7 +638,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
         recurrent(dhr, d.H, dgt, G, n, true);
       }
       const at::Tensor g2 = dG.narrow(0, 0, (c1 - c0) * n);
-      acc.addmm_(L.fill(X3, H0, Y3, c0, c1, r0, n).t(), g2);
+      grad_gemm(acc, L.fill(X3, H0, Y3, c0, c1, r0, n), g2);
       if (x_grad) input_grad(dx, g2, Wih, c0, c1 - c0, r0, n);
     }
   });
@@ -747,6 +777,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     at::Tensor dXg = at::empty({K * n, G}, X3.options()), dHg = at::empty({K * n, G}, X3.options());
     LeftOperand Lx(K * n, d.I, d.H, true, false, X3.options());
     LeftOperand Lh(K * n, d.I, d.H, false, true, X3.options());
+    const GradGemm grad_gemm(X3, K * n, G);
     at::Tensor acc_x = dWih_t.select(0, p), acc_h = dWhh_t.select(0, p);
     void *dhr = row_ptr(dhp, r0, d.H, es), *dXgp = dXg.data_ptr(), *dHgp = dHg.data_ptr();
     for (int64_t c0 = d.T > 0 ? (d.T - 1) / K * K : -1; c0 >= 0; c0 -= K) {
@@ -764,8 +795,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       }
       const int64_t m = (c1 - c0) * n;
       const at::Tensor gx2 = dXg.narrow(0, 0, m), gh2 = dHg.narrow(0, 0, m);
-      acc_x.addmm_(Lx.fill(X3, H0, Y3, c0, c1, r0, n).t(), gx2);
-      acc_h.addmm_(Lh.fill(X3, H0, Y3, c0, c1, r0, n).t(), gh2);
+      grad_gemm(acc_x, Lx.fill(X3, H0, Y3, c0, c1, r0, n), gx2);
+      grad_gemm(acc_h, Lh.fill(X3, H0, Y3, c0, c1, r0, n), gh2);
       if (x_grad) input_grad(dx, gx2, Wih, c0, c1 - c0, r0, n);
     }
   });

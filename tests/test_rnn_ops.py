@@ -147,12 +147,15 @@ def test_cuda_one_launch_loop_runs_and_handles_edges(kind, monkeypatch):
         assert torch.equal(got, want)
 
 
-# (T, B, input, hidden) for the CPU per-step GEMMs (csrc/cpu/step_gemm_kernels.h): batches
-# of 1-7 rows (tiles of 3 rows and the 1- and 2-row rests), gate and hidden widths that leave
-# a partial 32-column panel (down to 3 columns of 8-lane vectors), products longer than one
-# 192-row slice of a panel (K = I + H forward, 3 H / 4 H backward) and an input part longer
-# than a slice (the left operand's two parts split across slices).
-STEP_GEMM_SHAPES = [(5, 4, 1, 37), (3, 5, 20, 180), (7, 2, 3, 8), (4, 7, 200, 3), (2, 1, 2, 66)]
+# (T, B, input, hidden) for lightdl's CPU GEMMs (csrc/cpu/step_gemm_kernels.h): batches of
+# 1-9 rows (tiles of 3 rows on AVX2, 6 on AVX-512, and every shorter rest), gate and hidden
+# widths that leave a partial 32- or 64-column panel (down to 3 columns of 8-lane vectors),
+# products longer than one 192- or 96-row slice of a panel (K = I + H forward, 3 H / 4 H
+# backward), an input part longer than a slice (the left operand's two parts split across
+# slices), and, for the weight gradients (I + H + 1, I + 1 or H + 1 rows of L^T dG over a
+# chunk of steps), a chunk of 540 rows (slices of the packed dG).
+STEP_GEMM_SHAPES = [(5, 4, 1, 37), (3, 5, 20, 180), (7, 2, 3, 8), (4, 7, 200, 3), (2, 1, 2, 66),
+                    (60, 9, 5, 20)]
 
 
 @pytest.mark.parametrize("gemm", ["lightdl", "mkl"])
@@ -160,12 +163,13 @@ STEP_GEMM_SHAPES = [(5, 4, 1, 37), (3, 5, 20, 180), (7, 2, 3, 8), (4, 7, 200, 3)
 @pytest.mark.parametrize("variant", ["plain", "lengths"])
 @pytest.mark.parametrize("shape", STEP_GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_cpu_step_gemms_match_reference(shape, variant, kind, gemm, monkeypatch):
-    """float32 CPU layers with each per-step GEMM: lightdl's (AVX2 hosts) and MKL's packed
-    GEMM (LIGHTDL_RNN_CPU_GEMM=mkl, and every non-AVX2 host), forward and backward."""
+    """float32 CPU layers with each GEMM path: lightdl's step and weight-gradient GEMMs (AVX2
+    hosts and AMD AVX-512 ones) and MKL's (LIGHTDL_RNN_CPU_GEMM=mkl, and every other host),
+    forward and backward."""
     if gemm == "mkl":
         monkeypatch.setenv("LIGHTDL_RNN_CPU_GEMM", "mkl")
     elif _C is None or _C.rnn_cpu_gemm() != "lightdl":
-        pytest.skip("lightdl's step GEMM runs on AVX2 hosts only")
+        pytest.skip("lightdl's GEMMs run on AVX2 and AMD AVX-512 hosts only")
     assert _C is None or _C.rnn_cpu_gemm() == gemm
     _check_layer(variant, kind, torch.float32, "cpu", *shape)
 

@@ -21,13 +21,27 @@ namespace {
 // Hidden units per parallel task (and the minimum step size for going parallel).
 constexpr int64_t kGrain = 16384;
 
-const RnnRows& rows(bool dbl) {
-  // The instruction set isa.cpp chose (it honours LIGHTDL_CPU_ISA), looked up once.
+// The instruction set isa.cpp chose (it honours LIGHTDL_CPU_ISA), looked up once: 2 AVX-512,
+// 1 AVX2, 0 the baseline.
+int isa_level() {
   static const int isa = [] {
     const char* name = cpu_isa();
     return std::strcmp(name, "avx512") == 0 ? 2 : std::strcmp(name, "avx2") == 0 ? 1 : 0;
   }();
-  switch (isa) {
+  return isa;
+}
+
+bool intel_cpu() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel");
+#else
+  return false;
+#endif
+}
+
+const RnnRows& rows(bool dbl) {
+  switch (isa_level()) {
     case 2: return dbl ? isa_avx512::rnn_rows_f64() : isa_avx512::rnn_rows_f32();
     case 1: return dbl ? isa_avx2::rnn_rows_f64() : isa_avx2::rnn_rows_f32();
     default: return dbl ? isa_default::rnn_rows_f64() : isa_default::rnn_rows_f32();
@@ -48,20 +62,30 @@ void run(void (*fn)(const Step&, int64_t, int64_t), const Step& a) {
 
 bool step_gemm_available() {
   if (rows(false).step_gemm == nullptr) return false;
+  // MKL runs its 512-bit kernels on Intel CPUs only (on AMD ones its "zen" AVX2 kernels), and
+  // ours was never measured against those: Intel AVX-512 hosts keep MKL.
+  static const bool intel_avx512 = isa_level() == 2 && intel_cpu();
+  if (intel_avx512) return false;
   const char* env = std::getenv("LIGHTDL_RNN_CPU_GEMM");
   return env == nullptr || std::strcmp(env, "mkl") != 0;
 }
 
 int64_t step_gemm_packed_size(int64_t k, int64_t n) {
-  return (n + kStepGemmPanel - 1) / kStepGemmPanel * kStepGemmPanel * k;
+  const int64_t P = rows(false).step_gemm_panel;
+  return (n + P - 1) / P * P * k;
 }
 
 void step_gemm_pack(const float* src, int64_t s_row, int64_t s_col, int64_t k, int64_t n,
                     float* out) {
-  for (int64_t j0 = 0; j0 < n; j0 += kStepGemmPanel)
-    for (int64_t i = 0; i < k; ++i)
-      for (int64_t j = j0; j < j0 + kStepGemmPanel; ++j)
-        *out++ = j < n ? src[i * s_row + j * s_col] : 0.f;
+  const int64_t P = rows(false).step_gemm_panel;
+  for (int64_t j0 = 0; j0 < n; j0 += P)
+    for (int64_t i = 0; i < k; ++i, out += P) {
+      if (s_col == 1 && j0 + P <= n) {  // a row of a whole panel: contiguous
+        std::memcpy(out, src + i * s_row + j0, P * sizeof(float));
+        continue;
+      }
+      for (int64_t j = j0; j < j0 + P; ++j) out[j - j0] = j < n ? src[i * s_row + j * s_col] : 0.f;
+    }
 }
 
 void step_gemm(const StepGemmArgs& a) {

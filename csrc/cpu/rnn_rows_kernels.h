@@ -210,9 +210,12 @@ void gru_bwd(const rnn::GruBwdStep& a, int64_t b0, int64_t b1) {
 
 template <typename T>
 RnnRows make_rows() {
-  RnnRows r{&lstm_fwd<T>, &lstm_bwd<T>, &gru_fwd<T>, &gru_bwd<T>, nullptr};
+  RnnRows r{&lstm_fwd<T>, &lstm_bwd<T>, &gru_fwd<T>, &gru_bwd<T>, nullptr, 0};
 #ifdef LIGHTDL_RNN_STEP_GEMM
-  if constexpr (std::is_same_v<T, float>) r.step_gemm = &step_gemm_kernel::step_gemm;
+  if constexpr (std::is_same_v<T, float>) {
+    r.step_gemm = &step_gemm_kernel::step_gemm;
+    r.step_gemm_panel = step_gemm_kernel::P;
+  }
 #endif
   return r;
 }

@@ -1,12 +1,14 @@
 // lightdl's own single-precision GEMM for the per-step products of the LSTM/GRU time loops on
 // CPU: C (+)= [A0 | A1] W with W (k0 + k1 x N) the same for every step, packed once, and few
-// rows (a block of the batch, 8-128). AVX2 hosts run it in place of MKL's packed GEMM
-// (csrc/cpu/packed_gemm.h): at these sizes MKL packs the left operand on every call (its
-// sgemm_scopy_down16: 10% of the LSTM forward's time in a profile at batch 32 x hidden 128,
-// against 43% in its compute kernel). Gains and limits:
-// step_gemm_kernels.h. AVX-512 hosts keep MKL (its 512-bit kernels; not measured there).
-// The left operand comes in two parts so that the LSTM forward reads x_t and h where they
-// are, instead of copying them side by side every step.
+// rows (a block of the batch, 8-128). AVX2 hosts and AMD AVX-512 hosts run it in place of
+// MKL's packed GEMM (csrc/cpu/packed_gemm.h): at these sizes MKL packs the left operand on
+// every call (its sgemm_scopy_down16: 10% of the LSTM forward's time in a profile at batch 32 x
+// hidden 128, against 43% in its compute kernel), and on AMD CPUs MKL runs its AVX2 ("zen")
+// kernels even where AVX-512 is there. The same kernel computes the layers' weight gradients
+// (L^T dG per chunk of steps: the left operand read through a column stride, dG packed per
+// chunk). Gains and limits: step_gemm_kernels.h. Intel AVX-512 hosts keep MKL (its 512-bit
+// kernels; ours was not measured there). The left operand comes in two parts so that the LSTM
+// forward reads x_t and h where they are, instead of copying them side by side every step.
 #pragma once
 
 #include <cstdint>
@@ -14,9 +16,8 @@
 namespace lightdl {
 namespace cpu {
 
-// Packed W: column panels of kStepGemmPanel columns (the last one padded with zeros), each
-// stored row by row (k0 + k1 rows of kStepGemmPanel floats).
-constexpr int64_t kStepGemmPanel = 32;
+// Packed W: column panels of 4 vectors' width (32 columns for AVX2, 64 for AVX-512; the last
+// panel padded with zeros), each stored row by row (k0 + k1 rows of a panel's width).
 
 struct StepGemmArgs {
   const float* w;      // packed W (step_gemm_pack)
@@ -28,10 +29,12 @@ struct StepGemmArgs {
   int64_t ldc;
   int64_t m, n;        // rows, and columns of C
   bool accumulate;     // C += ... rather than C = ...
+  int64_t ka = 1;      // the left operand's column stride (lda is its row stride)
 };
 
-// Whether step_gemm runs on this host (the instruction set chosen is AVX2) and is wanted:
-// LIGHTDL_RNN_CPU_GEMM=mkl selects MKL's packed GEMM instead (read on every call).
+// Whether step_gemm runs on this host (the instruction set chosen is AVX2, or AVX-512 on a
+// CPU other than Intel's) and is wanted: LIGHTDL_RNN_CPU_GEMM=mkl selects MKL's GEMMs instead
+// (read on every call).
 bool step_gemm_available();
 int64_t step_gemm_packed_size(int64_t k, int64_t n);
 // Packs W (k x n), element (i, j) at src[i * s_row + j * s_col], into `out`.

@@ -23,10 +23,9 @@ namespace LIGHTDL_ISA {
 namespace {
 namespace step_gemm_kernel {
 
-using V = VecN<float, 32>::type;
-constexpr int64_t L = 8;
-constexpr int64_t P = kStepGemmPanel;
-static_assert(P == 4 * L);
+using V = VecN<float, LIGHTDL_RNN_VEC>::type;
+constexpr int64_t L = LIGHTDL_RNN_VEC / sizeof(float);  // lanes
+constexpr int64_t P = 4 * L;                             // panel width
 
 // The first n lanes of p (the rest 0) / into p: columns past C's last in the last panel.
 inline V load_n(const float* p, int64_t n) {
@@ -42,21 +41,20 @@ inline void store_n(float* p, const V& v, int64_t n) {
   if (n > 0) std::memcpy(p, t, n * sizeof(float));
 }
 
-// *p in every lane. (fm::splat, 0 + *p, costs an add before the broadcast: 0 + -0 is +0.)
-inline V broadcast(const float* p) {
-  const float v = *p;
-  return V{v, v, v, v, v, v, v, v};
-}
+// *p in every lane. (fm::splat, 0 + *p, costs an add before the broadcast: 0 + -0 is +0;
+// *p - 0 is exact, so GCC leaves just the broadcast.)
+inline V broadcast(const float* p) { return *p - V{}; }
 
-// acc[r][q] += A[r][k] w[k][q] over k < K; A's row r at a + r lda; w: 4 vectors per k.
+// acc[r][q] += A[r][k] w[k][q] over k < K; A[r][k] at a + r lda + k ka; w: 4 vectors per k.
 template <int R>
-inline void accumulate(V (&acc)[R][4], const float* a, int64_t lda, const float* w, int64_t K) {
-  for (int64_t k = 0; k < K; ++k, w += P) {
+inline void accumulate(V (&acc)[R][4], const float* a, int64_t lda, int64_t ka, const float* w,
+                       int64_t K) {
+  for (int64_t k = 0; k < K; ++k, w += P, a += ka) {
     const V w0 = load_as<V>(w), w1 = load_as<V>(w + L), w2 = load_as<V>(w + 2 * L),
             w3 = load_as<V>(w + 3 * L);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const V s = broadcast(a + r * lda + k);
+      const V s = broadcast(a + r * lda);
       acc[r][0] += s * w0;
       acc[r][1] += s * w1;
       acc[r][2] += s * w2;
@@ -77,24 +75,40 @@ void tile(const StepGemmArgs& a, const float* wp, int64_t r0, int64_t j0, int64_
     for (int q = 0; q < 4; ++q)
       acc[r][q] = load ? load_n(a.c + (r0 + r) * a.ldc + j0 + q * L, nv - q * L) : V{};
   const int64_t e0 = std::min(ke, a.k0);  // the columns of A0 in [kb, ke), then those of A1
-  if (kb < e0) accumulate<R>(acc, a.a0 + r0 * a.lda0 + kb, a.lda0, wp + kb * P, e0 - kb);
+  if (kb < e0)
+    accumulate<R>(acc, a.a0 + r0 * a.lda0 + kb * a.ka, a.lda0, a.ka, wp + kb * P, e0 - kb);
   const int64_t b1 = std::max(kb, a.k0);
   if (b1 < ke)
-    accumulate<R>(acc, a.a1 + r0 * a.lda1 + (b1 - a.k0), a.lda1, wp + b1 * P, ke - b1);
+    accumulate<R>(acc, a.a1 + r0 * a.lda1 + (b1 - a.k0) * a.ka, a.lda1, a.ka, wp + b1 * P,
+                  ke - b1);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
     for (int q = 0; q < 4; ++q) store_n(a.c + (r0 + r) * a.ldc + j0 + q * L, acc[r][q], nv - q * L);
 }
 
-// Rows per tile: 4 R accumulators, 4 panel vectors and a broadcast in the 16 AVX2 registers
-// (GCC takes the panel vectors as memory operands of the FMAs).
-constexpr int kRows = 3;
-// At most this many rows of a panel per pass (24 kB of L1's 32): longer panels (the
-// backward's K = 4 H) are split into equal slices, each C tile reloaded for each. MKL's time
-// over ours for the LSTM backward op at hidden 256 (a 128 kB panel): 0.96 unsliced, 1.01-1.06
-// with slices of 128 or 192 rows; the forward at hidden 256 (K = 288) stays within 5% of
-// MKL's either way, a little closer with 192.
-constexpr int64_t kSlice = 192;
+// Rows per tile: 4 R accumulators, 4 panel vectors and a broadcast in the registers: 3 rows in
+// AVX2's 16 (GCC takes the panel vectors as memory operands of the FMAs), 6 in AVX-512's 32.
+// (AVX-512, AMD EPYC Zen 5, LSTM layers on one thread against MKL's GEMMs: 4 rows did as well
+// as 6, within noise; 8 rows spill and gave 3-7% less.)
+constexpr int kRows = L == 8 ? 3 : 6;
+// At most 24 kB of a panel per pass (of L1's 32-48 kB; 192 rows of 32 columns, 96 of 64):
+// longer panels (the backward's K = 4 H, the weight gradients' K = a chunk's rows) are split
+// into equal slices, each C tile reloaded for each. AVX2 (AMD EPYC Zen 3), MKL's time over ours
+// for the LSTM backward op at hidden 256 (a 128 kB panel): 0.96 unsliced, 1.01-1.06 with slices
+// of 128 or 192 rows; the forward at hidden 256 (K = 288) within 5% of MKL's either way, a
+// little closer with 192. AVX-512 (Zen 5): 64, 96 or 192 rows of 64 columns within 5% of each
+// other on the LSTM layers; 96 was as fast as any.
+constexpr int64_t kSlice = 24576 / (P * sizeof(float));
+
+// The last m - r < kRows rows, in one tile of that many.
+template <int R>
+void rest(const StepGemmArgs& a, const float* wp, int64_t r, int64_t j0, int64_t nv, int64_t kb,
+          int64_t ke) {
+  if constexpr (R > 0) {
+    if (a.m - r == R) return tile<R>(a, wp, r, j0, nv, kb, ke);
+    rest<R - 1>(a, wp, r, j0, nv, kb, ke);
+  }
+}
 
 void step_gemm(const StepGemmArgs& a) {
   const int64_t K = a.k0 + a.k1;
@@ -106,11 +120,7 @@ void step_gemm(const StepGemmArgs& a) {
       const int64_t ke = std::min(K, kb + slice);
       int64_t r = 0;
       for (; r + kRows <= a.m; r += kRows) tile<kRows>(a, wp, r, j0, nv, kb, ke);
-      switch (a.m - r) {
-        case 2: tile<2>(a, wp, r, j0, nv, kb, ke); break;
-        case 1: tile<1>(a, wp, r, j0, nv, kb, ke); break;
-        default: break;
-      }
+      rest<kRows - 1>(a, wp, r, j0, nv, kb, ke);
     }
   }
 }
