@@ -35,6 +35,8 @@
 #include "conv1d_math.h"
 
 namespace lightdl {
+bool mkl_matches_isa();  // csrc/cpu/isa.cpp
+
 namespace {
 
 constexpr const char* kFwd = "fused_conv1d";
@@ -78,6 +80,10 @@ constexpr int64_t kDirectMaxReduction = 42;  // C_in * K
 //   1.03-1.82 / 1.02-1.52.
 // In af_cnn's training step (its 2nd and 3rd convolutions, L_out 30 and 15) the step took
 // 6-9% less time on 1 and on 2 threads (interleaved, 400 steps each).
+// Not where MKL runs narrower kernels than oneDNN (mkl_matches_isa: AMD CPUs with AVX-512):
+// on an AMD EPYC Zen 5, GEMM / vendor forward+backward time at af-c32 and af-c64 (L_out 30
+// and 15) was 1.56 / 1.48 on 1 thread, 1.27 / 1.20 on 2
+// (benchmarks/results/cpu-amd-avx512/conv1d.md, the gemm and vendor columns).
 constexpr int64_t kGemmMaxLen = 64;
 
 // Above both, on CPU (float32/float64), small weights run direct too: C_out * C_in * K <=
@@ -139,11 +145,12 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64
   const bool gemm_ok = !x.is_cuda() &&
                        (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
   if (const std::optional<Path> forced = forced_path(gemm_ok)) return *forced;
+  const bool gemm_wanted = gemm_ok && mkl_matches_isa();
   const int64_t reduction = w.size(1) * w.size(2);
   if (reduction <= kDirectMaxReduction) return Path::Direct;
   if (x.is_cuda() && Lo <= kCudaDirectMaxLen && reduction <= kCudaDirectMaxReduction)
     return Path::Direct;
-  if (gemm_ok && Lo <= kGemmMaxLen) return Path::Gemm;
+  if (gemm_wanted && Lo <= kGemmMaxLen) return Path::Gemm;
   if (gemm_ok && w.numel() <= kDirectMaxWeights) return Path::Direct;
   if (forward && !want_pre && !x.is_cuda() && w.size(2) >= kDirectForwardMinK &&
       w.size(0) <= kDirectForwardMaxOut)

@@ -211,6 +211,7 @@ TORCH_LIBRARY_IMPL(lightdl, AutocastCUDA, m) {
 namespace lightdl {
 // Defined in csrc/cpu/isa.cpp: the best instruction set this CPU runs our kernels with.
 const char* cpu_isa();
+bool mkl_matches_isa();
 namespace cpu {
 bool step_gemm_available();  // csrc/cpu/rnn.cpp
 }
@@ -225,8 +226,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   m.attr("compiler") = __VERSION__;
   m.def("cpu_isa", &lightdl::cpu_isa, "instruction set the CPU kernels dispatch to");
+  m.def("mkl_matches_isa", &lightdl::mkl_matches_isa,
+        "whether MKL's SGEMM runs kernels as wide as cpu_isa (not on AMD CPUs with AVX-512)");
   m.def(
       "rnn_cpu_gemm",
       [] { return lightdl::cpu::step_gemm_available() ? "lightdl" : "mkl"; },
-      "which GEMM the CPU LSTM/GRU time loops run per step in float32 (csrc/cpu/step_gemm.h)");
+      "which GEMM the CPU LSTM/GRU layers run per step and for the weight gradients in float32 "
+      "(csrc/cpu/step_gemm.h)");
 }

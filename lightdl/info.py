@@ -23,7 +23,7 @@ def info_lines() -> list[str]:
     if "cpu_isa" in bi:
         lines.append(f"  built with gcc {bi['compiler']}, CUDA sources: {'yes' if bi['with_cuda'] else 'no'}")
         lines.append(f"  CPU kernels use: {bi['cpu_isa']} (cap with LIGHTDL_CPU_ISA=default|avx2)")
-        lines.append(f"  LSTM/GRU per-step GEMM on CPU: {bi['rnn_cpu_gemm']} "
+        lines.append(f"  LSTM/GRU GEMMs on CPU (per step, weight gradients): {bi['rnn_cpu_gemm']} "
                      "(LIGHTDL_RNN_CPU_GEMM=mkl selects MKL's)")
     lines.append(f"  CPU threads: {torch.get_num_threads()}")
     lines.append("devices:")

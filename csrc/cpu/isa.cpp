@@ -41,6 +41,23 @@ const char* cpu_isa() {
   }
 }
 
+// Whether MKL's SGEMM runs kernels as wide as the ISA chosen here. MKL picks its 512-bit
+// kernels on Intel CPUs only: on an AMD CPU with AVX-512 it runs its AVX2 ("zen") ones
+// (mkl_blas_def_sgemm_kernel_0_zen in a profile on an AMD EPYC Zen 5, ~100 GFLOP/s on one core
+// against ~250 for a 512-bit FMA loop), while oneDNN and our kernels use AVX-512 there.
+bool mkl_matches_isa() {
+  static const bool matches = [] {
+    if (isa() != Isa::Avx512) return true;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+#else
+    return true;
+#endif
+  }();
+  return matches;
+}
+
 namespace cpu {
 const BiasActTable<float>& bias_act_table_f32() {
   switch (isa()) {

@@ -13,7 +13,8 @@
 #include "rnn_rows.h"
 
 namespace lightdl {
-const char* cpu_isa();  // csrc/cpu/isa.cpp
+const char* cpu_isa();         // csrc/cpu/isa.cpp
+bool mkl_matches_isa();        // csrc/cpu/isa.cpp
 
 namespace cpu {
 namespace {
@@ -29,15 +30,6 @@ int isa_level() {
     return std::strcmp(name, "avx512") == 0 ? 2 : std::strcmp(name, "avx2") == 0 ? 1 : 0;
   }();
   return isa;
-}
-
-bool intel_cpu() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  return __builtin_cpu_is("intel");
-#else
-  return false;
-#endif
 }
 
 const RnnRows& rows(bool dbl) {
@@ -62,10 +54,9 @@ void run(void (*fn)(const Step&, int64_t, int64_t), const Step& a) {
 
 bool step_gemm_available() {
   if (rows(false).step_gemm == nullptr) return false;
-  // MKL runs its 512-bit kernels on Intel CPUs only (on AMD ones its "zen" AVX2 kernels), and
-  // ours was never measured against those: Intel AVX-512 hosts keep MKL.
-  static const bool intel_avx512 = isa_level() == 2 && intel_cpu();
-  if (intel_avx512) return false;
+  // Where MKL runs its 512-bit kernels (Intel AVX-512 hosts) ours was never measured against
+  // them: those hosts keep MKL.
+  if (isa_level() == 2 && mkl_matches_isa()) return false;
   const char* env = std::getenv("LIGHTDL_RNN_CPU_GEMM");
   return env == nullptr || std::strcmp(env, "mkl") != 0;
 }

@@ -1,13 +1,19 @@
-// The kernel of lightdl's step GEMM (csrc/cpu/step_gemm.h), compiled in the AVX2 build of the
-// RNN row loops (rnn_rows_kernels.h includes it inside its ISA namespace).
+// The kernel of lightdl's step GEMM (csrc/cpu/step_gemm.h), compiled in the AVX2 and AVX-512
+// builds of the RNN row loops (rnn_rows_kernels.h includes it inside its ISA namespace), in
+// vectors of the ISA's width (LIGHTDL_RNN_VEC).
 //
-// A tile is R rows of C by one 32-column panel: 4 R accumulators of 8 floats; per k it takes
-// 4 vector loads of the packed panel and R broadcasts for 4 R FMAs. Panels are the outer loop,
-// so a panel ((k0 + k1) x 128 bytes: 18 kB at hidden 128) stays in L1 while every row tile
-// goes past it. Against MKL's packed GEMM (LIGHTDL_RNN_CPU_GEMM=mkl; bench_rnn.py's fused-mkl
-// column, benchmarks/results/cpu-avx2/rnn.md, AMD EPYC): the LSTM/GRU layers took 0.99-1.22x
-// less time at hidden 32-128 on one thread, 1.04-1.28x on two; 0.91-0.98x at hidden 256 with
-// batch 128 on one thread (MKL's kernel at its best), 0.99-1.21x with 64 rows per thread.
+// A tile is R rows of C by one panel of 4 vectors' width (32 columns in AVX2, 64 in AVX-512):
+// 4 R accumulators; per k it takes 4 vector loads of the packed panel and R broadcasts for
+// 4 R FMAs. Panels are the outer loop, so a panel slice stays in L1 while every row tile goes
+// past it. Against MKL's GEMMs (LIGHTDL_RNN_CPU_GEMM=mkl; bench_rnn.py's fused-mkl column):
+// - AVX2, AMD EPYC Zen 3 (benchmarks/results/cpu-avx2/rnn.md, per-step products only): the
+//   LSTM/GRU layers took 0.99-1.22x less time at hidden 32-128 on one thread, 1.04-1.28x on
+//   two; 0.91-0.98x at hidden 256 with batch 128 on one thread (MKL's kernel at its best),
+//   0.99-1.21x with 64 rows per thread. The weight gradients came later and were measured on
+//   Zen 5 capped at AVX2 only (LIGHTDL_CPU_ISA=avx2: 1.02-1.18x forward+backward, one thread).
+// - AVX-512, AMD EPYC Zen 5 (cpu-amd-avx512/rnn.md, per step and weight gradients), where MKL
+//   runs its AVX2 kernels: 1.31-2.29x on every shape, 1 and 2 threads. The tiles run at about
+//   the core's FMA peak there (~250 GFLOP/s measured with a register-only FMA loop).
 #pragma once
 
 #include <algorithm>
