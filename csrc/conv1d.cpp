@@ -80,10 +80,14 @@ constexpr int64_t kDirectMaxReduction = 42;  // C_in * K
 //   1.03-1.82 / 1.02-1.52.
 // In af_cnn's training step (its 2nd and 3rd convolutions, L_out 30 and 15) the step took
 // 6-9% less time on 1 and on 2 threads (interleaved, 400 steps each).
-// Not where MKL runs narrower kernels than oneDNN (mkl_matches_isa: AMD CPUs with AVX-512):
-// on an AMD EPYC Zen 5, GEMM / vendor forward+backward time at af-c32 and af-c64 (L_out 30
-// and 15) was 1.56 / 1.48 on 1 thread, 1.27 / 1.20 on 2
-// (benchmarks/results/cpu-amd-avx512/conv1d.md, the gemm and vendor columns).
+// Where MKL runs narrower kernels than oneDNN (mkl_matches_isa: AMD CPUs with AVX-512) these
+// short outputs take the vendor path instead. On an AMD EPYC Zen 5, GEMM / vendor
+// forward+backward time at af-c32 and af-c64 (L_out 30 and 15) was 1.56 / 1.48 on 1 thread,
+// 1.27 / 1.20 on 2 (benchmarks/results/cpu-amd-avx512/conv1d.md, the gemm and vendor
+// columns); with small weights (1792-4608; N 64, L 30-60, C_in 8-32, K 5-9, relu,
+// interleaved) the GEMM path took 0.98-1.76x the vendor's on 1 thread, 0.83-1.33x on 2, and
+// the direct path 0.94-1.78x / 0.76-1.34x (its limit, kDirectMaxWeights, was measured on long
+// outputs only).
 constexpr int64_t kGemmMaxLen = 64;
 
 // Above both, on CPU (float32/float64), small weights run direct too: C_out * C_in * K <=
@@ -145,12 +149,11 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64
   const bool gemm_ok = !x.is_cuda() &&
                        (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
   if (const std::optional<Path> forced = forced_path(gemm_ok)) return *forced;
-  const bool gemm_wanted = gemm_ok && mkl_matches_isa();
   const int64_t reduction = w.size(1) * w.size(2);
   if (reduction <= kDirectMaxReduction) return Path::Direct;
   if (x.is_cuda() && Lo <= kCudaDirectMaxLen && reduction <= kCudaDirectMaxReduction)
     return Path::Direct;
-  if (gemm_wanted && Lo <= kGemmMaxLen) return Path::Gemm;
+  if (gemm_ok && Lo <= kGemmMaxLen) return mkl_matches_isa() ? Path::Gemm : Path::Vendor;
   if (gemm_ok && w.numel() <= kDirectMaxWeights) return Path::Direct;
   if (forward && !want_pre && !x.is_cuda() && w.size(2) >= kDirectForwardMinK &&
       w.size(0) <= kDirectForwardMaxOut)

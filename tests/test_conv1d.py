@@ -484,8 +484,7 @@ def test_dispatch_rule():
     assert conv1d_path(16, 5, 1000, c_out=64, dtype=torch.float64) == "direct"  # 5120
     assert conv1d_path(16, 5, 1000, c_out=65) == "vendor"
     assert conv1d_path(16, 9, 512, c_out=16, dtype=torch.bfloat16) == "direct/vendor"  # below
-    # Short outputs: the GEMM path first (without it, small weights run direct at any length).
-    assert conv1d_path(16, 9, 64, c_out=16) == ("gemm" if gemm_path_wanted() else "direct")
+    assert conv1d_path(16, 9, 64, c_out=16) == short  # short outputs: the GEMM path first
     assert not uses_direct_path(16, 9, 1, 512, c_out=16)  # no dtype given: the general rule
     assert uses_direct_path(16, 9, 1, 512, c_out=16, dtype=torch.float32)
     # The compiled op agrees: its direct path saves no pre-activation.

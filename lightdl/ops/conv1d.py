@@ -146,8 +146,9 @@ PATHS = ("direct", "gemm", "vendor")
 
 
 def gemm_path_wanted() -> bool:
-    """Whether the rule may pick the GEMM path: not where MKL runs narrower kernels than the
-    vendor convolution (AMD CPUs with AVX-512; csrc/cpu/isa.cpp, mkl_matches_isa)."""
+    """Whether short outputs take the GEMM path: not where MKL runs narrower kernels than the
+    vendor convolution (AMD CPUs with AVX-512; csrc/cpu/isa.cpp, mkl_matches_isa), where they
+    take the vendor's."""
     return _backend._C is None or _backend._C.mkl_matches_isa()
 
 
@@ -157,9 +158,8 @@ def uses_direct_path(c_in: int, kernel_size: int, groups: int, out_len: int | No
     """Whether fused_conv1d runs our direct kernels (else the GEMM path or the vendor
     convolution, both + our epilogue). On CUDA, outputs up to CUDA_DIRECT_MAX_LEN long run
     direct up to a reduction C_in * K of CUDA_DIRECT_MAX_REDUCTION (out_len None: not). On
-    CPU in float32/float64 (dtype None: not), outputs longer than GEMM_MAX_LEN (any length
-    where the GEMM path is not wanted) run direct while the weight has at most
-    DIRECT_MAX_WEIGHTS elements (c_out None: not)."""
+    CPU in float32/float64 (dtype None: not), outputs longer than GEMM_MAX_LEN run direct
+    while the weight has at most DIRECT_MAX_WEIGHTS elements (c_out None: not)."""
     if groups != 1:
         return False
     forced = os.environ.get("LIGHTDL_CONV1D_PATH")
@@ -171,8 +171,7 @@ def uses_direct_path(c_in: int, kernel_size: int, groups: int, out_len: int | No
     if torch.device(device).type == "cuda":
         return (out_len is not None and out_len <= CUDA_DIRECT_MAX_LEN
                 and reduction <= CUDA_DIRECT_MAX_REDUCTION)
-    return (out_len is not None and (out_len > GEMM_MAX_LEN or not gemm_path_wanted())
-            and c_out is not None
+    return (out_len is not None and out_len > GEMM_MAX_LEN and c_out is not None
             and c_out * reduction <= DIRECT_MAX_WEIGHTS
             and dtype in (torch.float32, torch.float64))
 
@@ -192,8 +191,8 @@ def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
     forced = os.environ.get("LIGHTDL_CONV1D_PATH")
     if forced in PATHS:
         return "gemm" if forced == "gemm" and gemm_ok else "vendor"
-    if gemm_ok and out_len <= GEMM_MAX_LEN and gemm_path_wanted():
-        return "gemm"
+    if gemm_ok and out_len <= GEMM_MAX_LEN:
+        return "gemm" if gemm_path_wanted() else "vendor"
     if (groups == 1 and cpu and c_out is not None and kernel_size >= DIRECT_FORWARD_MIN_K
             and c_out <= DIRECT_FORWARD_MAX_OUT
             and (act == "identity" or grad_from_output(act, dtype, alpha))):
