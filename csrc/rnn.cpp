@@ -32,6 +32,7 @@
 #include "checks.h"
 #include "cpu/blocks.h"
 #include "cpu/packed_gemm.h"
+#include "cpu/lstm_step.h"
 #include "cpu/step_gemm.h"
 #include "rnn_kernels.h"
 
@@ -457,6 +458,12 @@ at::Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::Tensor& like) 
 // block, and the refill would be a copy kernel per step).
 bool fold_input(const at::Tensor& x) { return x.is_cpu(); }
 
+// Whether the LSTM forward runs the fused step (GEMM and gate math in one kernel,
+// csrc/cpu/lstm_step.h): CPU float32 where cpu::lstm_step_available().
+bool fused_step(const at::Tensor& x, at::ScalarType ct) {
+  return x.is_cpu() && ct == at::kFloat && cpu::lstm_step_available();
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
@@ -507,7 +514,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   void *gp = gates.data_ptr(), *hp = h.data_ptr(), *cp = c.data_ptr(), *yp = y.data_ptr(),
        *csp = cs.data_ptr();
   const void* bp = bias.const_data_ptr();
-  if (fold) {
+  if (fused_step(x, ct)) {
+    // One kernel per step and block: the GEMM [x_t | h] (W_ih | W_hh)^T with the gate math as
+    // its epilogue (csrc/cpu/lstm_step.h). h is double-buffered: every panel of a step reads
+    // h_{t-1} while the step writes h_t.
+    const at::Tensor Wcat = at::cat({WihT, WhhT}, 0);  // (I + H, G)
+    at::Tensor packed = at::empty({cpu::lstm_step_packed_size(d.I + d.H, d.H)}, X.options());
+    cpu::lstm_step_pack(Wcat.const_data_ptr<float>(), d.I + d.H, d.H,
+                        packed.mutable_data_ptr<float>());
+    at::Tensor h_next = at::empty_like(h);
+    const float* xp = X.const_data_ptr<float>();
+    float *g32 = save ? gates.mutable_data_ptr<float>() : nullptr,
+          *cs32 = save ? cs.mutable_data_ptr<float>() : nullptr;
+    over_row_blocks(x, d.B, [&](int64_t r0, int64_t r1) {
+      const int64_t n = r1 - r0;
+      float* hb[2] = {h.mutable_data_ptr<float>() + r0 * d.H,
+                      h_next.mutable_data_ptr<float>() + r0 * d.H};
+      for (int64_t t = 0; t < d.T; ++t) {
+        const int64_t row = t * d.B + r0;
+        cpu::lstm_step({packed.const_data_ptr<float>(), xp + row * d.I, d.I, d.I, hb[t & 1],
+                        hb[(t + 1) & 1], bias.const_data_ptr<float>(),
+                        c.mutable_data_ptr<float>() + r0 * d.H, y.mutable_data_ptr<float>() + row * d.H,
+                        save ? g32 + row * G : nullptr, save ? cs32 + row * d.H : nullptr,
+                        len_rows(len.ptr, r0), t, n, d.H});
+      }
+      if (d.T & 1) std::memcpy(hb[0], hb[1], n * d.H * sizeof(float));
+    });
+  } else if (fold) {
     // One GEMM per step and block: [x_t | h] (W_ih | W_hh)^T, from a buffer of the block's rows
     // that each step refills (see fold_input).
     const at::Tensor Wcat = at::cat({WihT, WhhT}, 0);  // (I + H, G)

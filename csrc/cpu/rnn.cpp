@@ -86,6 +86,35 @@ void step_gemm(const StepGemmArgs& a) {
     for (int64_t r = 0; r < a.m; ++r) std::fill(a.c + r * a.ldc, a.c + r * a.ldc + a.n, 0.f);
 }
 
+// Panels of L = P / 4 hidden units: row i of panel p is [i | f | g | o] of units
+// [p L, p L + L), each gate block of L columns (zeros past H).
+int64_t lstm_step_packed_size(int64_t k, int64_t H) {
+  const int64_t P = rows(false).step_gemm_panel, L = P / 4;
+  return (H + L - 1) / L * P * k;
+}
+
+void lstm_step_pack(const float* src, int64_t k, int64_t H, float* out) {
+  const int64_t P = rows(false).step_gemm_panel, L = P / 4;
+  for (int64_t u0 = 0; u0 < H; u0 += L) {
+    const int64_t nu = std::min(L, H - u0);
+    for (int64_t i = 0; i < k; ++i, out += P)
+      for (int64_t q = 0; q < 4; ++q) {
+        std::memcpy(out + q * L, src + i * 4 * H + q * H + u0, nu * sizeof(float));
+        std::fill(out + q * L + nu, out + (q + 1) * L, 0.f);
+      }
+  }
+}
+
+bool lstm_step_available() {
+  if (rows(false).lstm_step == nullptr || !step_gemm_available()) return false;
+  const char* env = std::getenv("LIGHTDL_LSTM_FUSED_STEP");
+  return env == nullptr || std::strcmp(env, "0") != 0;
+}
+
+void lstm_step(const LstmStepArgs& a) {
+  if (a.m > 0 && a.H > 0) rows(false).lstm_step(a);
+}
+
 void lstm_fwd_step(bool dbl, const rnn::LstmFwdStep& a) { run(rows(dbl).lstm_fwd, a); }
 void lstm_bwd_step(bool dbl, const rnn::LstmBwdStep& a) { run(rows(dbl).lstm_bwd, a); }
 void gru_fwd_step(bool dbl, const rnn::GruFwdStep& a) { run(rows(dbl).gru_fwd, a); }

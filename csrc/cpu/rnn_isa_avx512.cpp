@@ -6,6 +6,7 @@
 #define LIGHTDL_ISA isa_avx512
 #define LIGHTDL_RNN_VEC 64  // the LSTM gate math by hand in 16-lane vectors (rnn_rows_kernels.h)
 #define LIGHTDL_RNN_STEP_GEMM  // lightdl's step GEMM (step_gemm_kernels.h)
+#define LIGHTDL_RNN_LSTM_STEP  // the fused LSTM step (lstm_step_kernels.h; not in AVX2: see there)
 #include "rnn_rows_kernels.h"
 #else
 #include "rnn_rows.h"

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "../rnn_kernels.h"
+#include "lstm_step.h"
 #include "step_gemm.h"
 
 namespace lightdl {
@@ -17,6 +18,7 @@ struct RnnRows {
   void (*gru_bwd)(const rnn::GruBwdStep&, int64_t b0, int64_t b1);
   void (*step_gemm)(const StepGemmArgs&);  // float32 AVX2 / AVX-512 builds; null elsewhere
   int64_t step_gemm_panel;                 // its panel width (columns)
+  void (*lstm_step)(const LstmStepArgs&);  // the fused LSTM step (lstm_step.h): AVX-512 only
 };
 
 #define LIGHTDL_DECLARE_RNN_ISA(ISA) \

@@ -32,6 +32,10 @@
 #ifdef LIGHTDL_RNN_STEP_GEMM
 #include "step_gemm_kernels.h"
 #endif
+// LIGHTDL_RNN_LSTM_STEP (AVX-512 build): compile the fused LSTM step (lstm_step_kernels.h).
+#ifdef LIGHTDL_RNN_LSTM_STEP
+#include "lstm_step_kernels.h"
+#endif
 
 namespace lightdl {
 namespace cpu {
@@ -210,11 +214,14 @@ void gru_bwd(const rnn::GruBwdStep& a, int64_t b0, int64_t b1) {
 
 template <typename T>
 RnnRows make_rows() {
-  RnnRows r{&lstm_fwd<T>, &lstm_bwd<T>, &gru_fwd<T>, &gru_bwd<T>, nullptr, 0};
+  RnnRows r{&lstm_fwd<T>, &lstm_bwd<T>, &gru_fwd<T>, &gru_bwd<T>, nullptr, 0, nullptr};
 #ifdef LIGHTDL_RNN_STEP_GEMM
   if constexpr (std::is_same_v<T, float>) {
     r.step_gemm = &step_gemm_kernel::step_gemm;
     r.step_gemm_panel = step_gemm_kernel::P;
+#ifdef LIGHTDL_RNN_LSTM_STEP
+    r.lstm_step = &lstm_step_kernel::lstm_step;
+#endif
   }
 #endif
   return r;
