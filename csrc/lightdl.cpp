@@ -214,6 +214,7 @@ const char* cpu_isa();
 bool mkl_matches_isa();
 namespace cpu {
 bool step_gemm_available();  // csrc/cpu/rnn.cpp
+bool lstm_step_available();  // csrc/cpu/rnn.cpp
 }
 }  // namespace lightdl
 
@@ -233,4 +234,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       [] { return lightdl::cpu::step_gemm_available() ? "lightdl" : "mkl"; },
       "which GEMM the CPU LSTM/GRU layers run per step and for the weight gradients in float32 "
       "(csrc/cpu/step_gemm.h)");
+  m.def(
+      "lstm_cpu_step",
+      [] { return lightdl::cpu::lstm_step_available() ? "fused" : "gemm+pointwise"; },
+      "how the CPU LSTM forward runs a step in float32: one kernel, the step GEMM with the gate "
+      "math as its epilogue (csrc/cpu/lstm_step.h), or the GEMM and a pointwise kernel");
 }

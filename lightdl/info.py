@@ -25,6 +25,8 @@ def info_lines() -> list[str]:
         lines.append(f"  CPU kernels use: {bi['cpu_isa']} (cap with LIGHTDL_CPU_ISA=default|avx2)")
         lines.append(f"  LSTM/GRU GEMMs on CPU (per step, weight gradients): {bi['rnn_cpu_gemm']} "
                      "(LIGHTDL_RNN_CPU_GEMM=mkl selects MKL's)")
+        lines.append(f"  LSTM forward step on CPU: {bi['lstm_cpu_step']} "
+                     "(LIGHTDL_LSTM_FUSED_STEP=0 keeps the GEMM and the gate math apart)")
     lines.append(f"  CPU threads: {torch.get_num_threads()}")
     lines.append("devices:")
     native = bi["native_devices"]

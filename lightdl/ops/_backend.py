@@ -109,6 +109,7 @@ def build_info() -> dict[str, object]:
     if _C is not None:
         info["cpu_isa"] = _C.cpu_isa()
         info["rnn_cpu_gemm"] = _C.rnn_cpu_gemm()
+        info["lstm_cpu_step"] = _C.lstm_cpu_step()
         info["compiler"] = _C.compiler
         info["with_cuda"] = bool(_C.with_cuda)
     return info
