@@ -187,9 +187,8 @@ def test_cpu_step_gemms_match_reference(shape, variant, kind, gemm, monkeypatch)
         pytest.skip("lightdl's GEMMs run on AVX2 and AMD AVX-512 hosts only")
     if gemm == "lightdl-unfused":  # the LSTM's step GEMM and pointwise kernel apart
         monkeypatch.setenv("LIGHTDL_LSTM_FUSED_STEP", "0")
-    assert _C is None or _C.rnn_cpu_gemm() == gemm.split("-")[0]
-    if gemm == "lightdl-unfused":
         assert _C.lstm_cpu_step() == "gemm+pointwise"
+    assert _C is None or _C.rnn_cpu_gemm() == gemm.split("-")[0]
     _check_layer(variant, kind, torch.float32, "cpu", *shape)
 
 
