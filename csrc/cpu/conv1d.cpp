@@ -94,6 +94,31 @@ void fill_phased(const T* x, T* out, const Conv1dGeom& g, int64_t rows) {
         std::fill(o + g.P + g.L, o + R, T(0));
         continue;
       }
+      if (g.S == 2) {
+        // Both phases in one pass, a de-interleave that GCC vectorises where both are inside
+        // the row (j in [ja, jb)). The general loop below runs one scalar strided copy per
+        // phase: the c16-s2 forward op took 1.12-1.15 ms with it, 0.86-0.90 ms with this
+        // (AMD EPYC Zen 5, 1 thread, interleaved).
+        T* o0 = o;
+        T* o1 = o + g.Lph;
+        const auto padded = [&](int64_t m) { return m >= 0 && m < g.L ? xr[m] : T(0); };
+        const int64_t ja = std::min<int64_t>(g.Lph, (g.P + 1) / 2);
+        const int64_t jb = std::max<int64_t>(ja, std::min<int64_t>(g.Lph, (g.L + g.P) / 2));
+        for (int64_t j = 0; j < ja; ++j) {
+          o0[j] = padded(2 * j - g.P);
+          o1[j] = padded(2 * j + 1 - g.P);
+        }
+        const T* src = xr + 2 * ja - g.P;
+        for (int64_t j = 0; j < jb - ja; ++j) {
+          o0[ja + j] = src[2 * j];
+          o1[ja + j] = src[2 * j + 1];
+        }
+        for (int64_t j = jb; j < g.Lph; ++j) {
+          o0[j] = padded(2 * j - g.P);
+          o1[j] = padded(2 * j + 1 - g.P);
+        }
+        continue;
+      }
       // Phase s holds input positions j S + s - P: inside [0, L) for one run of j, padding on
       // either side. (A bounds test per element took 7-10% of the c16-s2 shape's backward.)
       for (int64_t s = 0; s < g.S; ++s) {

@@ -118,6 +118,37 @@ inline void tile_full_vec(const T* __restrict xn, const TilePlan<T>& tp, const C
   }
 }
 
+// Two tiles at once, channels o..o+kOB and o+kOB..o+2kOB (both inside the packed weights):
+// each input vector loaded feeds 8 channels, 16 accumulators (AVX-512's 32 registers). The
+// sums run in tile_full_vec's order, so the backward's recomputation still matches.
+template <typename T>
+inline void tile_pair_vec(const T* __restrict xn, const TilePlan<T>& tp, const Conv1dGeom& g,
+                          int64_t o, int64_t l0, VecT<T> (&acc)[2][kOB][2]) {
+  using V = VecT<T>;
+  const int64_t CK = g.C * g.K;
+  const T* __restrict wo = tp.w.data() + (o / kOB) * CK * kOB;
+  const T* __restrict wo2 = wo + CK * kOB;
+  const int64_t* __restrict off = tp.off.data();
+  const T* xl = xn + l0;
+#pragma GCC unroll 4
+  for (int ob = 0; ob < kOB; ++ob)
+    acc[0][ob][0] = acc[0][ob][1] = acc[1][ob][0] = acc[1][ob][1] = V{};
+  for (int64_t i = 0; i < CK; ++i) {
+    const T* xr = xl + off[i];
+    const V x0 = load_as<V>(xr), x1 = load_as<V>(xr + kLanes<T>);
+    const T* wi = wo + i * kOB;
+    const T* wi2 = wo2 + i * kOB;
+#pragma GCC unroll 4
+    for (int ob = 0; ob < kOB; ++ob) {
+      const T wv = wi[ob], wv2 = wi2[ob];
+      acc[0][ob][0] += wv * x0;
+      acc[0][ob][1] += wv * x1;
+      acc[1][ob][0] += wv2 * x0;
+      acc[1][ob][1] += wv2 * x1;
+    }
+  }
+}
+
 // Row ob of a full tile as a plain array, which the epilogue loops vectorise over (element
 // access of the vector variables would run them one lane at a time).
 template <typename T>
@@ -269,12 +300,30 @@ void fwd_reg_taps(const T* __restrict xph, const RegTaps<T>& rt, const T* __rest
   }
 }
 
+// AVX-512: channels in pairs of tiles (tile_pair_vec) while at least kOB + 1 remain. The
+// forward kernel took 10-17% less time than with single tiles (c16-s2, c4, c8, c32 forced
+// direct, af-c32, 32 x 16 x 512 -> 64 K 3; relu, AMD EPYC Zen 5, 1 thread, interleaved).
+constexpr bool kFwdPairs = LIGHTDL_CONV1D_VEC == 64;
+
 // Output channels [o0, o1) of one batch element with the general tile.
 template <Act A, typename T>
 void fwd_tiles(const T* __restrict xph, const TilePlan<T>& tp, const T* __restrict b,
                T* __restrict out, const Conv1dGeom& g, int64_t o0, int64_t o1, T alpha) {
   constexpr int LT = kLT<T>;
-  for (int64_t o = o0; o < o1; o += kOB) {
+  int64_t o = o0;
+  if constexpr (kFwdPairs) {
+    for (; o + kOB < o1; o += 2 * kOB) {
+      const int64_t nb2 = std::min<int64_t>(kOB, o1 - o - kOB);
+      for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
+        const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
+        VecT<T> acc[2][kOB][2];
+        tile_pair_vec<T>(xph, tp, g, o, l0, acc);
+        store_tile<A, T>(acc[0], b, out, g.Lo, o, kOB, l0, lt, alpha);
+        store_tile<A, T>(acc[1], b, out, g.Lo, o + kOB, nb2, l0, lt, alpha);
+      }
+    }
+  }
+  for (; o < o1; o += kOB) {
     const int64_t nb = std::min<int64_t>(kOB, o1 - o);
     for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
       const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
