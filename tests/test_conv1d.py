@@ -127,6 +127,20 @@ def test_matches_reference_random_shapes(case, dtype, path, device, _seed):
         _check(random_case(rng), act, dtype, device)
 
 
+@pytest.mark.parametrize("path", ["direct"], indirect=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_direct_many_output_channels(dtype, path, _seed):
+    """From 64 output channels the AVX-512 build computes grad_weight in GEMM form (channels
+    along the vector lanes, padded to 32; taps padded to 8): channel and tap counts off those
+    multiples, short and long rows, batches of 1 and 3."""
+    rng = random.Random(_seed)
+    for o, c, k in ((64, 1, 1), (70, 3, 7), (131, 5, 3), (96, 16, 9)):
+        s, d = rng.randint(1, 3), rng.randint(1, 2)
+        L = rng.choice([d * (k - 1) + 1, 30, 300])
+        _check(dict(N=rng.choice([1, 3]), C=c, O=o, K=k, L=L, stride=s, padding=rng.randint(0, k),
+                    dilation=d, groups=1), rng.choice(ACTIVATIONS), dtype, "cpu")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("path", PATHS, indirect=True)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)

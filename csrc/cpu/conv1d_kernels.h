@@ -509,6 +509,104 @@ void grad_weight_rows(const T* gz, int64_t Lz, int64_t no, const T* __restrict x
   }
 }
 
+// The weight gradient in GEMM form (AVX-512 build): gw[o, i] = sum_l gz[o, l] x_i[l] with the
+// output channels along the vector lanes (gz transposed to (Lo, Op) rows) and the input taps
+// x_i[l] as broadcast operands, the forward's tile with the roles of positions and channels
+// swapped. Its partial sums are plain sums, O * CK numbers, where the form above keeps a
+// vector per weight (O * CK * 16 floats: beyond L2 once O * CK exceeds ~16K, and paid per
+// batch element when the rows are short).
+constexpr bool kGwGemm = LIGHTDL_CONV1D_VEC == 64;
+constexpr int kGgOV = 2, kGgNI = 8;  // 2 vectors of channels x 8 taps: 16 accumulators
+// Used from 64 output channels (and with all of them in one group, see bwd). Weight-gradient
+// kernel time, GEMM form / the form above (relu, AMD EPYC Zen 5, 1 thread, interleaved):
+// O = 64-128: c32 0.92, c64 0.75, c128-dil2 0.55, af-c32 0.28, af-c64 0.25; O = 16-32, where
+// one tile spans all channels or more: c16-s2 1.54, signal 1.67, c4 1.41, c8 1.17, 64 x 1 x 60
+// -> 32 1.24. About a sixth of its time is the transpose of gz.
+constexpr int64_t kGwGemmMinOut = 64;
+
+// acc[i0 + j][o0 .. o0 + OV VL) += sum_l gzt[l][o0 ..] * x_{i0 + j}[l]; `xb`: NI tap rows.
+template <int OV, int NI, typename T>
+inline void gw_gemm_tile(const T* __restrict gzt, int64_t ldt, int64_t Lo, const T* const* xb,
+                         T* __restrict acc, int64_t lda) {
+  using V = VecT<T>;
+  constexpr int VL = kLanes<T>;
+  V s[OV][NI];
+#pragma GCC unroll 8
+  for (int j = 0; j < NI; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < OV; ++v) s[v][j] = load_as<V>(acc + j * lda + v * VL);
+  const T* x[NI];
+#pragma GCC unroll 8
+  for (int j = 0; j < NI; ++j) x[j] = xb[j];
+  for (int64_t l = 0; l < Lo; ++l) {
+    const T* a = gzt + l * ldt;
+    V av[OV];
+#pragma GCC unroll 4
+    for (int v = 0; v < OV; ++v) av[v] = load_as<V>(a + v * VL);
+#pragma GCC unroll 8
+    for (int j = 0; j < NI; ++j) {
+      const T b = x[j][l];
+#pragma GCC unroll 4
+      for (int v = 0; v < OV; ++v) s[v][j] += av[v] * b;
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NI; ++j)
+#pragma GCC unroll 4
+    for (int v = 0; v < OV; ++v) store_as(acc + j * lda + v * VL, s[v][j]);
+}
+
+// Op = O rounded up to kGgOV vectors, CKp = C K rounded up to kGgNI (the extra taps read a
+// row of zeros, the extra channels are zero columns of gzt; both land in accumulators that
+// are dropped).
+template <typename T>
+struct GwGemm {
+  int64_t Op = 0, CKp = 0;
+  std::vector<int64_t> off;  // CKp tap offsets in a phased batch element; -1: the zero row
+  AlignedVector<T> gzt;      // (Lo, Op)
+  AlignedVector<T> acc;      // (CKp, Op)
+  std::vector<T> zeros;      // Lo
+};
+
+template <typename T>
+GwGemm<T> gw_gemm_plan(const Conv1dGeom& g, const int64_t* off) {
+  GwGemm<T> p;
+  const int64_t CK = g.C * g.K, ow = kGgOV * kLanes<T>;
+  p.Op = (g.O + ow - 1) / ow * ow;
+  p.CKp = (CK + kGgNI - 1) / kGgNI * kGgNI;
+  p.off.assign(static_cast<size_t>(p.CKp), -1);
+  std::copy_n(off, CK, p.off.data());
+  p.gzt.assign(static_cast<size_t>(g.Lo * p.Op), T(0));
+  p.acc.assign(static_cast<size_t>(p.CKp * p.Op), T(0));
+  p.zeros.assign(static_cast<size_t>(g.Lo), T(0));
+  return p;
+}
+
+// One batch element: gz rows (O of them, Lz apart) transposed into gzt, then every tile.
+template <typename T>
+void grad_weight_gemm(const T* gz, int64_t Lz, const T* __restrict xn, const Conv1dGeom& g,
+                      GwGemm<T>& p) {
+  T* __restrict t = p.gzt.data();
+  constexpr int64_t kB = 16;  // positions per block of the transpose (its writes stay in L1)
+  for (int64_t l0 = 0; l0 < g.Lo; l0 += kB) {
+    const int64_t l1 = std::min(g.Lo, l0 + kB);
+    for (int64_t o = 0; o < g.O; ++o) {
+      const T* row = gz + o * Lz;
+      for (int64_t l = l0; l < l1; ++l) t[l * p.Op + o] = row[l];
+    }
+  }
+  constexpr int64_t ow = kGgOV * kLanes<T>;
+  for (int64_t o0 = 0; o0 < p.Op; o0 += ow)
+    for (int64_t i0 = 0; i0 < p.CKp; i0 += kGgNI) {
+      const T* xb[kGgNI];
+      for (int j = 0; j < kGgNI; ++j) {
+        const int64_t o = p.off[i0 + j];
+        xb[j] = o >= 0 ? xn + o : p.zeros.data();
+      }
+      gw_gemm_tile<kGgOV, kGgNI, T>(t + o0, p.Op, g.Lo, xb, p.acc.data() + i0 * p.Op + o0, p.Op);
+    }
+}
+
 // s += a[l] lane-wise over l < n, in two chains (the add latency half hidden).
 template <typename T>
 inline void sum_acc(const T* __restrict a, int64_t n, const MaskT<T>& tail,
@@ -744,7 +842,10 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
   // past the end.)
   AlignedVector<T> gzp(static_cast<size_t>(og * Lz + 8 * kLanes<T>), T(0));
   using V = VecT<T>;
-  AlignedVector<V> gwv(gw_acc != nullptr ? g.O * CK : 0, V{}), gbv(gb_acc != nullptr ? g.O : 0, V{});
+  const bool gemm_gw = kGwGemm && gw_acc != nullptr && og == g.O && g.O >= kGwGemmMinOut;
+  GwGemm<T> gg = gemm_gw ? gw_gemm_plan<T>(g, tp.off.data()) : GwGemm<T>{};
+  AlignedVector<V> gwv(gw_acc != nullptr && !gemm_gw ? g.O * CK : 0, V{}),
+      gbv(gb_acc != nullptr ? g.O : 0, V{});
   const MaskT<T> tail = tail_mask<T>(g.Lo % kLanes<T>);
   for (int64_t n = n0; n < n1; ++n) {
     const T* xn = xph + n * g.C * R;
@@ -768,7 +869,9 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
           if (gb_acc != nullptr) sum_acc<T>(gz, g.Lo, tail, gbv[o]);
         }
       }
-      if (gw_acc != nullptr)
+      if (gemm_gw)
+        grad_weight_gemm<T>(gzp.data() + M, Lz, xn, g, gg);
+      else if (gw_acc != nullptr)
         grad_weight_rows<T>(gzp.data() + M, Lz, og1 - og0, xn, tp.off.data(), g, tail,
                             gwv.data() + og0 * CK);
       if (gx != nullptr) grad_input_all<T>(gzp.data() + M, Lz, og0, og1 - og0, plan, g, gxph);
@@ -776,6 +879,9 @@ void bwd(const T* __restrict grad, const T* __restrict xph, const T* __restrict 
     if (gx != nullptr) unphase<T>(gxph, g, gx + n * g.C * g.L);
   }
   for (size_t i = 0; i < gwv.size(); ++i) gw_acc[i] += lane_sum<T>(gwv[i]);
+  if (gemm_gw)
+    for (int64_t o = 0; o < g.O; ++o)
+      for (int64_t i = 0; i < CK; ++i) gw_acc[o * CK + i] += gg.acc[i * gg.Op + o];
   for (size_t i = 0; i < gbv.size(); ++i) gb_acc[i] += lane_sum<T>(gbv[i]);
 }
 
