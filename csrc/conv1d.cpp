@@ -106,6 +106,19 @@ constexpr int64_t kGemmMaxLen = 64;
 // (The c16-s2 backward alone took 1.4-1.6x the vendor's before those tiles.)
 constexpr int64_t kDirectMaxWeights = 5120;
 
+// AMD CPUs with AVX-512 (mkl_matches_isa false): long outputs run direct up to 64 input
+// channels at any weight size. There the AVX-512 kernels work in larger tiles (pairs of
+// forward tiles, 4 x 4 grad_input tiles, grad_weight in GEMM form from 64 output channels:
+// csrc/cpu/conv1d_kernels.h). Forward+backward time, direct / vendor (relu, all gradients,
+// AMD EPYC Zen 5, interleaved in one process), 1 / 2 threads:
+//   L_out 200-500, C_in 16-64, C_out 64-128 (weights 5120-40960): 0.78-0.92 / 0.72-0.88,
+//     except 64 x 64 x 200 -> 64, K 5: 1.04 / 0.99; the c32 0.78 / 0.73, c64 0.90 / 0.84;
+//   L_out 80-128: C_in 64 1.01-1.05 / 0.92-0.97; C_in 128 1.11-1.17 / 1.07-1.23 (c128-dil2);
+//   C_in 128, L_out 250: 1.02 / 0.96.
+// Intel's AVX-512 hosts keep kDirectMaxWeights: not measured there.
+constexpr int64_t kWideDirectMinLen = 200;
+constexpr int64_t kWideDirectMaxIn = 64;
+
 // On CUDA, short outputs run direct above the direct limit too: there the work is small and
 // cuDNN's calls cost more than our kernels. Direct / vendor time, H100, float32 without TF32,
 // median of 30 interleaved rounds (benchmarks/results/cuda/conv1d.md), forward and
@@ -155,6 +168,8 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64
     return Path::Direct;
   if (gemm_ok && Lo <= kGemmMaxLen) return mkl_matches_isa() ? Path::Gemm : Path::Vendor;
   if (gemm_ok && w.numel() <= kDirectMaxWeights) return Path::Direct;
+  if (gemm_ok && !mkl_matches_isa() && Lo >= kWideDirectMinLen && w.size(1) <= kWideDirectMaxIn)
+    return Path::Direct;
   if (forward && !want_pre && !x.is_cuda() && w.size(2) >= kDirectForwardMinK &&
       w.size(0) <= kDirectForwardMaxOut)
     return Path::Direct;  // the forward only

@@ -15,7 +15,13 @@ from lightdl.nn import FusedConv1d
 from lightdl.ops import ACTIVATIONS, fused_conv1d, fused_conv1d_reference
 from lightdl.ops._acts import apply_reference, grad_from_output
 from lightdl.ops._backend import _C
-from lightdl.ops.conv1d import GEMM_MAX_LEN, conv1d_path, gemm_path_wanted, uses_direct_path
+from lightdl.ops.conv1d import (
+    GEMM_MAX_LEN,
+    WIDE_DIRECT_MIN_LEN,
+    conv1d_path,
+    gemm_path_wanted,
+    uses_direct_path,
+)
 from tests.helpers import DEVICES, signal
 
 pytestmark = pytest.mark.skipif(_C is None, reason="compiled extension not built")
@@ -496,21 +502,34 @@ def test_dispatch_rule():
     # CPU float32/float64, longer outputs: small weights (C_out * C_in * K <= 5120) run direct.
     assert conv1d_path(16, 9, 512, c_out=16, act="gelu") == "direct"  # the c16-s2
     assert conv1d_path(16, 5, 1000, c_out=64, dtype=torch.float64) == "direct"  # 5120
-    assert conv1d_path(16, 5, 1000, c_out=65) == "vendor"
+    # AMD AVX-512 hosts (not gemm_path_wanted()): outputs of 200+ with C_in <= 64 run direct at
+    # any weight size.
+    wide = not gemm_path_wanted()
+    far = "direct" if wide else "vendor"
+    assert conv1d_path(16, 5, 1000, c_out=65) == far
+    assert conv1d_path(64, 3, 250, c_out=128) == far  # the c64
+    assert conv1d_path(64, 3, WIDE_DIRECT_MIN_LEN - 1, c_out=128) == "vendor"
+    assert conv1d_path(65, 3, 500, c_out=128) == "vendor"
+    assert conv1d_path(128, 3, 128, c_out=128) == "vendor"  # the c128-dil2
+    assert conv1d_path(64, 3, 250, c_out=128, dtype=torch.bfloat16) == "vendor"
     assert conv1d_path(16, 9, 512, c_out=16, dtype=torch.bfloat16) == "direct/vendor"  # below
     assert conv1d_path(16, 9, 64, c_out=16) == short  # short outputs: the GEMM path first
     assert not uses_direct_path(16, 9, 1, 512, c_out=16)  # no dtype given: the general rule
     assert uses_direct_path(16, 9, 1, 512, c_out=16, dtype=torch.float32)
     # The compiled op agrees: its direct path saves no pre-activation.
-    for c_in, k, c_out, direct in ((16, 9, 16, True), (16, 5, 64, True), (16, 5, 65, False)):
-        x, w = signal((2, c_in, 200)), signal((c_out, c_in, k))
-        saved = torch.ops.lightdl.fused_conv1d(x, w, None, 1, 1, 1, 1, "gelu", 0.01)[1]
-        assert (saved.numel() == 0) == direct
+    for c_in, k, c_out, length, direct in ((16, 9, 16, 200, True), (16, 5, 64, 200, True),
+                                           (16, 5, 65, 200, False), (64, 3, 72, 202, wide),
+                                           (64, 3, 72, 201, False), (65, 3, 72, 202, False)):
+        x, w = signal((2, c_in, length)), signal((c_out, c_in, k))
+        saved = torch.ops.lightdl.fused_conv1d(x, w, None, 1, 0, 1, 1, "gelu", 0.01)[1]
+        assert (saved.numel() == 0) == direct, (c_in, k, c_out, length)
     # oneDNN's slow long-kernel forward above that: ours forward, the vendor's backward.
-    assert conv1d_path(24, 9, 512, c_out=24, act="relu") == "direct/vendor"  # 5184
-    assert conv1d_path(24, 9, 512, c_out=24, act="gelu") == "vendor"  # needs the pre-activation
-    assert conv1d_path(16, 9, 512, c_out=64, act="relu") == "vendor"
-    assert conv1d_path(24, 7, 512, c_out=32, act="relu") == "vendor"
+    assert conv1d_path(24, 9, 512, c_out=24, act="relu") == (
+        "direct" if wide else "direct/vendor")  # 5184
+    assert conv1d_path(24, 9, 512, c_out=24, act="gelu") == far  # needs the pre-activation
+    assert conv1d_path(16, 9, 512, c_out=64, act="relu") == far
+    assert conv1d_path(24, 7, 512, c_out=32, act="relu") == far
+    assert conv1d_path(24, 9, 128, c_out=24, act="relu") == "direct/vendor"
     assert conv1d_path(16, 9, 512, c_out=16, act="relu", device="cuda") == "vendor"
 
 

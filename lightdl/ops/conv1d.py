@@ -140,6 +140,7 @@ def fused_conv1d(
 DIRECT_MAX_REDUCTION = 42  # C_in * K, at any length
 GEMM_MAX_LEN = 64  # output length, above DIRECT_MAX_REDUCTION, CPU float32/float64
 DIRECT_MAX_WEIGHTS = 5120  # C_out * C_in * K, longer outputs, CPU float32/float64
+WIDE_DIRECT_MIN_LEN, WIDE_DIRECT_MAX_IN = 200, 64  # AMD AVX-512 CPUs, float32/float64
 DIRECT_FORWARD_MIN_K, DIRECT_FORWARD_MAX_OUT = 9, 32  # vendor backward, direct forward (CPU)
 CUDA_DIRECT_MAX_LEN, CUDA_DIRECT_MAX_REDUCTION = 64, 192  # short outputs run direct on CUDA
 PATHS = ("direct", "gemm", "vendor")
@@ -159,7 +160,9 @@ def uses_direct_path(c_in: int, kernel_size: int, groups: int, out_len: int | No
     convolution, both + our epilogue). On CUDA, outputs up to CUDA_DIRECT_MAX_LEN long run
     direct up to a reduction C_in * K of CUDA_DIRECT_MAX_REDUCTION (out_len None: not). On
     CPU in float32/float64 (dtype None: not), outputs longer than GEMM_MAX_LEN run direct
-    while the weight has at most DIRECT_MAX_WEIGHTS elements (c_out None: not)."""
+    while the weight has at most DIRECT_MAX_WEIGHTS elements (c_out None: not), and on AMD
+    CPUs with AVX-512 (not gemm_path_wanted()) outputs of WIDE_DIRECT_MIN_LEN or more with up
+    to WIDE_DIRECT_MAX_IN input channels at any weight size."""
     if groups != 1:
         return False
     forced = os.environ.get("LIGHTDL_CONV1D_PATH")
@@ -171,9 +174,12 @@ def uses_direct_path(c_in: int, kernel_size: int, groups: int, out_len: int | No
     if torch.device(device).type == "cuda":
         return (out_len is not None and out_len <= CUDA_DIRECT_MAX_LEN
                 and reduction <= CUDA_DIRECT_MAX_REDUCTION)
-    return (out_len is not None and out_len > GEMM_MAX_LEN and c_out is not None
-            and c_out * reduction <= DIRECT_MAX_WEIGHTS
-            and dtype in (torch.float32, torch.float64))
+    if out_len is None or out_len <= GEMM_MAX_LEN or dtype not in (torch.float32, torch.float64):
+        return False
+    if c_out is not None and c_out * reduction <= DIRECT_MAX_WEIGHTS:
+        return True
+    return (out_len >= WIDE_DIRECT_MIN_LEN and c_in <= WIDE_DIRECT_MAX_IN
+            and not gemm_path_wanted())
 
 
 def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
