@@ -90,61 +90,38 @@ TilePlan<T> tile_plan(const T* w, const Conv1dGeom& g, const int64_t* taps,
 // Full tiles and the reductions below keep their accumulators in GCC vectors (VecT, see
 // vec64.h), which the compiler keeps in registers.
 
-// acc[ob][j] = sum_{c,k} w[o+ob, c, k] x[c, (l0 + j) S + k D]: the tile of kOB channels from o
-// (a multiple of kOB; channels past O have zero weights and are not stored) by kLT positions,
-// kOB x 2 vectors. The forward and the backward's recomputation both use this function, so
-// their pre-activations agree bit for bit.
-template <typename T>
-inline void tile_full_vec(const T* __restrict xn, const TilePlan<T>& tp, const Conv1dGeom& g,
-                          int64_t o, int64_t l0, VecT<T> (&acc)[kOB][2]) {
+// acc[nb][ob][j] = sum_{c,k} w[o + nb kOB + ob, c, k] x[c, (l0 + j) S + k D]: NB tiles of kOB
+// channels from o (a multiple of kOB; channels past O have zero weights and are not stored)
+// by kLT positions, kOB x 2 vectors each. NB = 2 (AVX-512, see kFwdPairs): each input vector
+// loaded feeds 8 channels, 16 accumulators of its 32 registers; both blocks must lie inside
+// the packed weights. The forward and the backward's recomputation both use this function
+// and every channel's sum runs in the same order for any NB, so their pre-activations agree
+// bit for bit.
+template <int NB, typename T>
+inline void tile_vec(const T* __restrict xn, const TilePlan<T>& tp, const Conv1dGeom& g,
+                     int64_t o, int64_t l0, VecT<T> (&acc)[NB][kOB][2]) {
   using V = VecT<T>;
   static_assert(2 * kLanes<T> == kLT<T>, "a tile row is two vectors");
   const int64_t CK = g.C * g.K;
   const T* __restrict wo = tp.w.data() + (o / kOB) * CK * kOB;
   const int64_t* __restrict off = tp.off.data();
   const T* xl = xn + l0;
+#pragma GCC unroll 2
+  for (int nb = 0; nb < NB; ++nb)
 #pragma GCC unroll 4
-  for (int ob = 0; ob < kOB; ++ob) acc[ob][0] = acc[ob][1] = V{};
+    for (int ob = 0; ob < kOB; ++ob) acc[nb][ob][0] = acc[nb][ob][1] = V{};
   for (int64_t i = 0; i < CK; ++i) {
     const T* xr = xl + off[i];
     const V x0 = load_as<V>(xr), x1 = load_as<V>(xr + kLanes<T>);
-    const T* wi = wo + i * kOB;
+#pragma GCC unroll 2
+    for (int nb = 0; nb < NB; ++nb) {
+      const T* wi = wo + (nb * CK + i) * kOB;
 #pragma GCC unroll 4
-    for (int ob = 0; ob < kOB; ++ob) {
-      const T wv = wi[ob];
-      acc[ob][0] += wv * x0;
-      acc[ob][1] += wv * x1;
-    }
-  }
-}
-
-// Two tiles at once, channels o..o+kOB and o+kOB..o+2kOB (both inside the packed weights):
-// each input vector loaded feeds 8 channels, 16 accumulators (AVX-512's 32 registers). The
-// sums run in tile_full_vec's order, so the backward's recomputation still matches.
-template <typename T>
-inline void tile_pair_vec(const T* __restrict xn, const TilePlan<T>& tp, const Conv1dGeom& g,
-                          int64_t o, int64_t l0, VecT<T> (&acc)[2][kOB][2]) {
-  using V = VecT<T>;
-  const int64_t CK = g.C * g.K;
-  const T* __restrict wo = tp.w.data() + (o / kOB) * CK * kOB;
-  const T* __restrict wo2 = wo + CK * kOB;
-  const int64_t* __restrict off = tp.off.data();
-  const T* xl = xn + l0;
-#pragma GCC unroll 4
-  for (int ob = 0; ob < kOB; ++ob)
-    acc[0][ob][0] = acc[0][ob][1] = acc[1][ob][0] = acc[1][ob][1] = V{};
-  for (int64_t i = 0; i < CK; ++i) {
-    const T* xr = xl + off[i];
-    const V x0 = load_as<V>(xr), x1 = load_as<V>(xr + kLanes<T>);
-    const T* wi = wo + i * kOB;
-    const T* wi2 = wo2 + i * kOB;
-#pragma GCC unroll 4
-    for (int ob = 0; ob < kOB; ++ob) {
-      const T wv = wi[ob], wv2 = wi2[ob];
-      acc[0][ob][0] += wv * x0;
-      acc[0][ob][1] += wv * x1;
-      acc[1][ob][0] += wv2 * x0;
-      acc[1][ob][1] += wv2 * x1;
+      for (int ob = 0; ob < kOB; ++ob) {
+        const T wv = wi[ob];
+        acc[nb][ob][0] += wv * x0;
+        acc[nb][ob][1] += wv * x1;
+      }
     }
   }
 }
@@ -211,15 +188,15 @@ template <Act A, typename T>
 inline void fwd_full_tile(const T* __restrict xph, const TilePlan<T>& tp, const T* __restrict b,
                           T* __restrict out, const Conv1dGeom& g, int64_t o, int64_t nb,
                           int64_t l0, int64_t lt, T alpha) {
-  VecT<T> acc[kOB][2];
-  tile_full_vec<T>(xph, tp, g, o, l0, acc);
-  store_tile<A, T>(acc, b, out, g.Lo, o, nb, l0, lt, alpha);
+  VecT<T> acc[1][kOB][2];
+  tile_vec<1, T>(xph, tp, g, o, l0, acc);
+  store_tile<A, T>(acc[0], b, out, g.Lo, o, nb, l0, lt, alpha);
 }
 
 // Few input taps (C * K <= kRegTaps: the signal case, one channel and K = 7): the
 // "input-stationary" tile. The C*K shifted input vectors of a block of kLT positions are
 // loaded into registers once and reused by every output channel, whose weights come in as
-// broadcast operands; the sums run over (c, k) in the same order as tile_full_vec's. The
+// broadcast operands; the sums run over (c, k) in the same order as tile_vec's. The
 // general tile above reloads the input for every tap and 4 channels, and at C * K = 7 its
 // per-tile overhead (zeroing, the short tap loop, the epilogue) dominated: the signal shape's
 // forward kernel took 1.08-1.31 ms, 0.68-0.89 ms with this tile (standalone harness, 1
@@ -300,7 +277,7 @@ void fwd_reg_taps(const T* __restrict xph, const RegTaps<T>& rt, const T* __rest
   }
 }
 
-// AVX-512: channels in pairs of tiles (tile_pair_vec) while at least kOB + 1 remain. The
+// AVX-512: channels in pairs of tiles (tile_vec<2>) while at least kOB + 1 remain. The
 // forward kernel took 10-17% less time than with single tiles (c16-s2, c4, c8, c32 forced
 // direct, af-c32, 32 x 16 x 512 -> 64 K 3; relu, AMD EPYC Zen 5, 1 thread, interleaved).
 constexpr bool kFwdPairs = LIGHTDL_CONV1D_VEC == 64;
@@ -317,7 +294,7 @@ void fwd_tiles(const T* __restrict xph, const TilePlan<T>& tp, const T* __restri
       for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
         const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
         VecT<T> acc[2][kOB][2];
-        tile_pair_vec<T>(xph, tp, g, o, l0, acc);
+        tile_vec<2, T>(xph, tp, g, o, l0, acc);
         store_tile<A, T>(acc[0], b, out, g.Lo, o, kOB, l0, lt, alpha);
         store_tile<A, T>(acc[1], b, out, g.Lo, o + kOB, nb2, l0, lt, alpha);
       }
@@ -366,13 +343,14 @@ inline void conv_rows(const T* __restrict xn, const TilePlan<T>& tp, const RegTa
   constexpr int LT = kLT<T>;
   for (int64_t l0 = 0; l0 < g.Lo; l0 += LT) {
     const int64_t lt = std::min<int64_t>(LT, g.Lo - l0);
-    V acc[kOB][2];
+    V tile[1][kOB][2];
+    V (&acc)[kOB][2] = tile[0];
     if (rt != nullptr) {
       V xv[kRegTaps][2];
       load_reg_taps<T>(xn, *rt, l0, xv);
       reg_taps_tile<T>(xv, *rt, o, acc);
     } else {
-      tile_full_vec<T>(xn, tp, g, o, l0, acc);
+      tile_vec<1, T>(xn, tp, g, o, l0, tile);
     }
 #pragma GCC unroll 4
     for (int ob = 0; ob < kOB; ++ob) {
