@@ -146,7 +146,14 @@ for length in (1, 3, 7, 13, 60, 61, 250):
         r = lightdl.ops.batch_norm_act_pool1d_reference(refs[0], None, None, refs[1], refs[2],
                                                         True, act="tanh", kernel_size=k)
         assert torch.allclose(y.double(), r, rtol=tol, atol=tol), ("bn", length, dt)
-        gy = g[..., : r.shape[-1]]
+        # No gradient into max windows whose two values float32 cannot order (tanh
+        # saturates: 1e-8 apart happens): there the gradient legitimately goes to either.
+        z = torch.tanh(F.batch_norm(refs[0].detach(), None, None, refs[1].detach(),
+                                    refs[2].detach(), True, 0.1, 1e-5))
+        top = z[..., : r.shape[-1] * k].unflatten(2, (-1, k)).topk(k, dim=-1).values
+        gap = top[..., 0] - top[..., -1]  # exact ties are fine: both sides take the first
+        tied = (gap > 0) & (gap < 1e-6 * (1 + top[..., 0].abs()))
+        gy = g[..., : r.shape[-1]].masked_fill(tied, 0)
         got = torch.autograd.grad(y, ins, gy.to(dt))
         want = torch.autograd.grad(r, refs, gy)
         for gg, ww in zip(got, want):
