@@ -13,6 +13,7 @@ import torch
 
 from lightdl.bench.ops import run_ops, specs
 from lightdl.bench.report import table
+from lightdl.bench.timing import Timer
 from lightdl.bench.train import compare_loss_curves
 from lightdl.cli import main
 
@@ -167,6 +168,17 @@ def test_conv1d_bench_times_one_path_forward_and_backward(monkeypatch):
     assert _aten_calls(make_case(long_k, "native", "fwdbwd"))["conv"] == 1
     assert _aten_calls(make_case(long_k, "native", "fwdbwd", act="gelu"))["conv"] == 2
     assert _aten_calls(make_case(long_k, "vendor", "fwdbwd"))["conv"] == 2
+
+
+def test_timer_rotates_which_implementation_runs_first():
+    # A fixed order would time each implementation in the cache state its neighbour leaves.
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    ms = Timer("cpu", warmup=0, repeats=6).run(fns)
+    assert set(ms) == set("abc")
+    rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert len(rounds) == 6 and all(sorted(r) == list("abc") for r in rounds)
+    assert [r[0] for r in rounds] == list("abcabc")
 
 
 def test_full_float32_turns_tf32_off_and_restores_it():
