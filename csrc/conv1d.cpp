@@ -142,6 +142,16 @@ enum class Path { Direct, Vendor, Gemm };
 constexpr int64_t kDirectForwardMinK = 9;
 constexpr int64_t kDirectForwardMaxOut = 32;
 
+// AMD CPUs with AVX-512 (mkl_matches_isa false), float32/float64: the same split for K <= 3
+// on the outputs the wide direct rule leaves to the vendor (65 to 199 long, or more than 64
+// input channels). There our forward (pairs of 4-channel tiles) beats oneDNN's while its
+// backward does not. Direct / vendor forward time (relu, N = 32, C_in 64-256, C_out 32-256,
+// L_out 64-128, dilation 1-2, AMD EPYC Zen 5, interleaved in one process), 1 / 2 threads:
+// K = 3: 0.82-0.91 / 0.73-0.88 (the c128-dil2: 0.90 / 0.88); K = 5-7: 0.91-1.11 /
+// 0.77-1.04 (excluded); C_in 128-256 at L_out 250-500, K = 3: 0.94-1.04 / 0.89-1.01
+// (excluded).
+constexpr int64_t kWideForwardMaxK = 3;
+
 // LIGHTDL_CONV1D_PATH=direct|gemm|vendor (benchmarks, tests), read on every call; a forced
 // "gemm" where the GEMM path does not apply runs the vendor path.
 std::optional<Path> forced_path(bool gemm_ok) {
@@ -172,6 +182,9 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64
     return Path::Direct;
   if (forward && !want_pre && !x.is_cuda() && w.size(2) >= kDirectForwardMinK &&
       w.size(0) <= kDirectForwardMaxOut)
+    return Path::Direct;  // the forward only
+  if (forward && !want_pre && gemm_ok && !mkl_matches_isa() && w.size(2) <= kWideForwardMaxK &&
+      Lo < kWideDirectMinLen)
     return Path::Direct;  // the forward only
   return Path::Vendor;
 }

@@ -508,9 +508,13 @@ def test_dispatch_rule():
     far = "direct" if wide else "vendor"
     assert conv1d_path(16, 5, 1000, c_out=65) == far
     assert conv1d_path(64, 3, 250, c_out=128) == far  # the issue's c64
-    assert conv1d_path(64, 3, WIDE_DIRECT_MIN_LEN - 1, c_out=128) == "vendor"
+    # There K <= 3 runs the direct forward, the vendor's backward, below that length.
+    split = "direct/vendor" if wide else "vendor"
+    assert conv1d_path(64, 3, WIDE_DIRECT_MIN_LEN - 1, c_out=128) == split
+    assert conv1d_path(64, 5, WIDE_DIRECT_MIN_LEN - 1, c_out=128) == "vendor"
     assert conv1d_path(65, 3, 500, c_out=128) == "vendor"
-    assert conv1d_path(128, 3, 128, c_out=128) == "vendor"  # the issue's c128-dil2
+    assert conv1d_path(128, 3, 128, c_out=128, act="relu") == split  # the issue's c128-dil2
+    assert conv1d_path(128, 3, 128, c_out=128, act="gelu") == "vendor"
     assert conv1d_path(64, 3, 250, c_out=128, dtype=torch.bfloat16) == "vendor"
     assert conv1d_path(16, 9, 512, c_out=16, dtype=torch.bfloat16) == "direct/vendor"  # below
     assert conv1d_path(16, 9, 64, c_out=16) == short  # short outputs: the GEMM path first
@@ -564,6 +568,26 @@ def test_direct_forward_vendor_backward_matches_reference(act, monkeypatch):
     monkeypatch.setenv("LIGHTDL_CONV1D_PATH", "direct")
     direct = fused_conv1d(x, w, b, 2, 4, act=act)
     assert torch.equal(auto, direct) == split
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "gelu"])
+def test_wide_direct_forward_vendor_backward(act, monkeypatch):
+    """AMD AVX-512 hosts, float32, K <= 3, outputs 65-199 long above the direct limits: the
+    direct forward and the vendor backward (act' from the output; gelu needs the
+    pre-activation: the vendor path); elsewhere the vendor path. The forward is bitwise the
+    forced path conv1d_path names, and the gradients match the reference's."""
+    monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
+    x, w, b = signal((3, 72, 100)), signal((80, 72, 3)) / 15, signal((80,))
+    g = signal((3, 80, 100))
+    path = conv1d_path(72, 3, 100, c_out=80, act=act)
+    assert path == ("direct/vendor" if not gemm_path_wanted() and act != "gelu" else "vendor")
+    y, gx, gw, gb = _grads(fused_conv1d, x, w, b, g, padding=1, act=act)
+    ref = _grads(fused_conv1d_reference, x.double(), w.double(), b.double(), g.double(),
+                 padding=1, act=act)
+    for got, want in zip((y, gx, gw, gb), ref, strict=True):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max())
+    monkeypatch.setenv("LIGHTDL_CONV1D_PATH", "direct" if path == "direct/vendor" else "vendor")
+    assert torch.equal(y, fused_conv1d(x, w, b, 1, 1, act=act))
 
 
 @pytest.mark.parametrize("length", [30, 100])

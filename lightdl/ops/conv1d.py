@@ -142,6 +142,7 @@ GEMM_MAX_LEN = 64  # output length, above DIRECT_MAX_REDUCTION, CPU float32/floa
 DIRECT_MAX_WEIGHTS = 5120  # C_out * C_in * K, longer outputs, CPU float32/float64
 WIDE_DIRECT_MIN_LEN, WIDE_DIRECT_MAX_IN = 200, 64  # AMD AVX-512 CPUs, float32/float64
 DIRECT_FORWARD_MIN_K, DIRECT_FORWARD_MAX_OUT = 9, 32  # vendor backward, direct forward (CPU)
+WIDE_FORWARD_MAX_K = 3  # vendor backward, direct forward (AMD AVX-512, L_out < 200)
 CUDA_DIRECT_MAX_LEN, CUDA_DIRECT_MAX_REDUCTION = 64, 192  # short outputs run direct on CUDA
 PATHS = ("direct", "gemm", "vendor")
 
@@ -187,9 +188,11 @@ def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
                 act: str = "identity", alpha: float = 0.01) -> str:
     """The path fused_conv1d takes: "direct" (our kernels; see uses_direct_path), "gemm"
     (im2col + MKL GEMM, CPU float32/float64, short outputs, where gemm_path_wanted()),
-    "vendor" (oneDNN / cuDNN convolution), or "direct/vendor": the direct forward and the vendor's backward (CPU, K >= 9, C_out <= 32,
-    where oneDNN's forward is slow; only for activations whose derivative comes from the
-    output, or identity, and when c_out is given)."""
+    "vendor" (oneDNN / cuDNN convolution), or "direct/vendor": the direct forward and the
+    vendor's backward (CPU, K >= 9, C_out <= 32, where oneDNN's forward is slow, when c_out is
+    given; and AMD AVX-512 CPUs, float32/float64, K <= 3, outputs shorter than
+    WIDE_DIRECT_MIN_LEN), only for activations whose derivative comes from the output, or
+    identity."""
     if uses_direct_path(c_in, kernel_size, groups, out_len, device, c_out, dtype):
         return "direct"
     cpu = torch.device(device).type == "cpu"
@@ -199,9 +202,12 @@ def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
         return "gemm" if forced == "gemm" and gemm_ok else "vendor"
     if gemm_ok and out_len <= GEMM_MAX_LEN:
         return "gemm" if gemm_path_wanted() else "vendor"
+    from_output = act == "identity" or grad_from_output(act, dtype, alpha)
     if (groups == 1 and cpu and c_out is not None and kernel_size >= DIRECT_FORWARD_MIN_K
-            and c_out <= DIRECT_FORWARD_MAX_OUT
-            and (act == "identity" or grad_from_output(act, dtype, alpha))):
+            and c_out <= DIRECT_FORWARD_MAX_OUT and from_output):
+        return "direct/vendor"
+    if (gemm_ok and not gemm_path_wanted() and kernel_size <= WIDE_FORWARD_MAX_K
+            and out_len < WIDE_DIRECT_MIN_LEN and from_output):
         return "direct/vendor"
     return "vendor"
 
