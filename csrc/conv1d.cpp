@@ -151,6 +151,13 @@ constexpr int64_t kDirectForwardMaxOut = 32;
 // 0.77-1.04 (excluded); C_in 128-256 at L_out 250-500, K = 3: 0.94-1.04 / 0.89-1.01
 // (excluded).
 constexpr int64_t kWideForwardMaxK = 3;
+// And on the short outputs those hosts leave to the vendor (L_out <= kGemmMaxLen), from 28
+// positions at any K: our forward tiles are two 16-float vectors long, so below that their
+// time stays flat while oneDNN's falls. Direct / vendor forward time (relu, N = 64, C_in
+// 16-128, C_out 32-128, K 3-9, same host and method), 1 / 2 threads: L_out 28-64:
+// 0.70-0.91 / 0.59-0.83 (the af-c32 shape, L_out 30: 0.80 / 0.69); L_out 24: 0.93-1.08 /
+// 0.73-0.95; L_out 15-20: 0.84-1.59 / 0.84-1.37 (af-c64, L_out 15: 1.37 / 1.10).
+constexpr int64_t kShortForwardMinLen = 28;
 
 // LIGHTDL_CONV1D_PATH=direct|gemm|vendor (benchmarks, tests), read on every call; a forced
 // "gemm" where the GEMM path does not apply runs the vendor path.
@@ -176,15 +183,19 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64
   if (reduction <= kDirectMaxReduction) return Path::Direct;
   if (x.is_cuda() && Lo <= kCudaDirectMaxLen && reduction <= kCudaDirectMaxReduction)
     return Path::Direct;
-  if (gemm_ok && Lo <= kGemmMaxLen) return mkl_matches_isa() ? Path::Gemm : Path::Vendor;
+  // The forward-only direct choices below read act' from the output in the vendor backward.
+  const bool split_ok = forward && !want_pre && gemm_ok && !mkl_matches_isa();
+  if (gemm_ok && Lo <= kGemmMaxLen) {
+    if (mkl_matches_isa()) return Path::Gemm;
+    return split_ok && Lo >= kShortForwardMinLen ? Path::Direct : Path::Vendor;
+  }
   if (gemm_ok && w.numel() <= kDirectMaxWeights) return Path::Direct;
   if (gemm_ok && !mkl_matches_isa() && Lo >= kWideDirectMinLen && w.size(1) <= kWideDirectMaxIn)
     return Path::Direct;
   if (forward && !want_pre && !x.is_cuda() && w.size(2) >= kDirectForwardMinK &&
       w.size(0) <= kDirectForwardMaxOut)
     return Path::Direct;  // the forward only
-  if (forward && !want_pre && gemm_ok && !mkl_matches_isa() && w.size(2) <= kWideForwardMaxK &&
-      Lo < kWideDirectMinLen)
+  if (split_ok && w.size(2) <= kWideForwardMaxK && Lo < kWideDirectMinLen)
     return Path::Direct;  // the forward only
   return Path::Vendor;
 }

@@ -17,6 +17,7 @@ from lightdl.ops._acts import apply_reference, grad_from_output
 from lightdl.ops._backend import _C
 from lightdl.ops.conv1d import (
     GEMM_MAX_LEN,
+    SHORT_FORWARD_MIN_LEN,
     WIDE_DIRECT_MIN_LEN,
     conv1d_path,
     gemm_path_wanted,
@@ -485,9 +486,14 @@ def test_dispatch_rule():
         assert (saved.numel() == 0) == uses_direct_path(c_in, k, 1, out.shape[2], "cpu", 3,
                                                         x.dtype)
     # Above the direct limit: the GEMM path for short CPU float32/float64 outputs, except
-    # where MKL runs narrower kernels than oneDNN (AMD AVX-512 hosts: the vendor's then).
-    short = "gemm" if gemm_path_wanted() else "vendor"
+    # where MKL runs narrower kernels than oneDNN (AMD AVX-512 hosts: the vendor's then, with
+    # our forward from SHORT_FORWARD_MIN_LEN positions where act' comes from the output).
+    short = "gemm" if gemm_path_wanted() else "direct/vendor"
+    shortest = "gemm" if gemm_path_wanted() else "vendor"
     assert conv1d_path(32, 5, 30) == conv1d_path(64, 3, GEMM_MAX_LEN) == short
+    assert conv1d_path(32, 5, SHORT_FORWARD_MIN_LEN, act="relu") == short
+    assert conv1d_path(64, 3, SHORT_FORWARD_MIN_LEN - 1) == shortest  # af-c64: L_out 15
+    assert conv1d_path(32, 5, 30, act="gelu") == shortest
     assert conv1d_path(32, 5, GEMM_MAX_LEN + 1) == "vendor"
     assert conv1d_path(8, 5, 30) == "direct"
     assert conv1d_path(32, 5, 30, dtype=torch.bfloat16) == "vendor"
@@ -590,22 +596,32 @@ def test_wide_direct_forward_vendor_backward(act, monkeypatch):
     assert torch.equal(y, fused_conv1d(x, w, b, 1, 1, act=act))
 
 
-@pytest.mark.parametrize("length", [30, 100])
-def test_rule_picks_the_gemm_path_for_short_outputs(length, monkeypatch):
-    """The compiled rule agrees with conv1d_path: the unforced op is bitwise the forced path
-    it names, forward and backward (the GEMM and vendor paths sum in other orders)."""
+@pytest.mark.parametrize("length", [20, 30, 100])
+def test_rule_for_short_outputs_matches_the_op(length, monkeypatch):
+    """The compiled rule agrees with conv1d_path: the unforced op's forward is bitwise the
+    forced path that conv1d_path names for it, and so are its gradients (the paths the rule
+    chooses between sum in other orders). Short outputs take the GEMM path, or on AMD
+    AVX-512 hosts the vendor's, from SHORT_FORWARD_MIN_LEN positions with our forward."""
     x, w, b = signal((3, 32, length)), signal((40, 32, 5)), signal((40,))
     g = signal((3, 40, length))
-    expected = conv1d_path(32, 5, length, c_out=40)  # weights 6400: not direct
-    short = length <= GEMM_MAX_LEN and gemm_path_wanted()  # not on AMD AVX-512 hosts
-    assert expected == ("gemm" if short else "vendor")
+    expected = conv1d_path(32, 5, length, c_out=40, act="relu")  # weights 6400: not direct
+    if length > GEMM_MAX_LEN:
+        assert expected == "vendor"
+    elif gemm_path_wanted():
+        assert expected == "gemm"
+    else:
+        assert expected == ("direct/vendor" if length >= SHORT_FORWARD_MIN_LEN else "vendor")
+    fwd_path, bwd_path = expected.split("/") if "/" in expected else (expected, expected)
     monkeypatch.delenv("LIGHTDL_CONV1D_PATH", raising=False)
     auto = _grads(fused_conv1d, x, w, b, g, padding=2, act="relu")
-    for forced in ("gemm", "vendor"):
+    # The rule's alternatives only: the GEMM path's MKL kernel and the direct forward may
+    # sum in the same order (bitwise equal at C_in * K 160 on an AMD Zen 5).
+    for forced in ("gemm", "vendor") if expected == "gemm" else ("direct", "vendor"):
         monkeypatch.setenv("LIGHTDL_CONV1D_PATH", forced)
         got = _grads(fused_conv1d, x, w, b, g, padding=2, act="relu")
-        same = all(torch.equal(a, e) for a, e in zip(got, auto, strict=True))
-        assert same == (forced == expected), forced
+        assert torch.equal(got[0], auto[0]) == (forced == fwd_path), forced
+        same = all(torch.equal(a, e) for a, e in zip(got[1:], auto[1:], strict=True))
+        assert same == (forced == bwd_path), forced
 
 
 @pytest.mark.parametrize("path", FORCED, indirect=True)

@@ -142,7 +142,9 @@ GEMM_MAX_LEN = 64  # output length, above DIRECT_MAX_REDUCTION, CPU float32/floa
 DIRECT_MAX_WEIGHTS = 5120  # C_out * C_in * K, longer outputs, CPU float32/float64
 WIDE_DIRECT_MIN_LEN, WIDE_DIRECT_MAX_IN = 200, 64  # AMD AVX-512 CPUs, float32/float64
 DIRECT_FORWARD_MIN_K, DIRECT_FORWARD_MAX_OUT = 9, 32  # vendor backward, direct forward (CPU)
-WIDE_FORWARD_MAX_K = 3  # vendor backward, direct forward (AMD AVX-512, L_out < 200)
+# Vendor backward, direct forward (AMD AVX-512): K <= 3 at 64 < L_out < 200; any K at
+# SHORT_FORWARD_MIN_LEN <= L_out <= GEMM_MAX_LEN.
+WIDE_FORWARD_MAX_K, SHORT_FORWARD_MIN_LEN = 3, 28
 CUDA_DIRECT_MAX_LEN, CUDA_DIRECT_MAX_REDUCTION = 64, 192  # short outputs run direct on CUDA
 PATHS = ("direct", "gemm", "vendor")
 
@@ -190,9 +192,9 @@ def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
     (im2col + MKL GEMM, CPU float32/float64, short outputs, where gemm_path_wanted()),
     "vendor" (oneDNN / cuDNN convolution), or "direct/vendor": the direct forward and the
     vendor's backward (CPU, K >= 9, C_out <= 32, where oneDNN's forward is slow, when c_out is
-    given; and AMD AVX-512 CPUs, float32/float64, K <= 3, outputs shorter than
-    WIDE_DIRECT_MIN_LEN), only for activations whose derivative comes from the output, or
-    identity."""
+    given; and AMD AVX-512 CPUs, float32/float64: outputs of SHORT_FORWARD_MIN_LEN to
+    GEMM_MAX_LEN, and K <= 3 up to WIDE_DIRECT_MIN_LEN), only for activations whose
+    derivative comes from the output, or identity."""
     if uses_direct_path(c_in, kernel_size, groups, out_len, device, c_out, dtype):
         return "direct"
     cpu = torch.device(device).type == "cpu"
@@ -200,9 +202,11 @@ def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
     forced = os.environ.get("LIGHTDL_CONV1D_PATH")
     if forced in PATHS:
         return "gemm" if forced == "gemm" and gemm_ok else "vendor"
-    if gemm_ok and out_len <= GEMM_MAX_LEN:
-        return "gemm" if gemm_path_wanted() else "vendor"
     from_output = act == "identity" or grad_from_output(act, dtype, alpha)
+    if gemm_ok and out_len <= GEMM_MAX_LEN:
+        if gemm_path_wanted():
+            return "gemm"
+        return "direct/vendor" if from_output and out_len >= SHORT_FORWARD_MIN_LEN else "vendor"
     if (groups == 1 and cpu and c_out is not None and kernel_size >= DIRECT_FORWARD_MIN_K
             and c_out <= DIRECT_FORWARD_MAX_OUT and from_output):
         return "direct/vendor"
