@@ -158,6 +158,14 @@ constexpr int64_t kWideForwardMaxK = 3;
 // 0.70-0.91 / 0.59-0.83 (the af-c32 shape, L_out 30: 0.80 / 0.69); L_out 24: 0.93-1.08 /
 // 0.73-0.95; L_out 15-20: 0.84-1.59 / 0.84-1.37 (af-c64, L_out 15: 1.37 / 1.10).
 constexpr int64_t kShortForwardMinLen = 28;
+// Rows of one float32 vector (14-16 positions: af-c64, L_out 15) after the one-vector tiles
+// (kShortRows, csrc/cpu/conv1d_kernels.h), up to 64 input channels. Direct / vendor forward
+// time (N = 64; C_in 32-64, C_out 64, K 3-5), 1 / 2 threads: L_out 14-16 0.80-0.95 / 0.61-0.76;
+// L_out 9-12 1.00-1.15 / 0.74-0.88 and 17-20 1.12-1.24 / 0.85-0.99 (excluded); C_in 128,
+// C_out 128: L_out 14-16 0.96-1.10 / 0.86-0.94 (excluded).
+constexpr int64_t kOneVectorMinLen = 14;
+constexpr int64_t kOneVectorMaxLen = 16;
+constexpr int64_t kOneVectorMaxIn = 64;
 
 // LIGHTDL_CONV1D_PATH=direct|gemm|vendor (benchmarks, tests), read on every call; a forced
 // "gemm" where the GEMM path does not apply runs the vendor path.
@@ -187,7 +195,9 @@ Path choose_path(const at::Tensor& x, const at::Tensor& w, int64_t groups, int64
   const bool split_ok = forward && !want_pre && gemm_ok && !mkl_matches_isa();
   if (gemm_ok && Lo <= kGemmMaxLen) {
     if (mkl_matches_isa()) return Path::Gemm;
-    return split_ok && Lo >= kShortForwardMinLen ? Path::Direct : Path::Vendor;
+    const bool one_vector = Lo >= kOneVectorMinLen && Lo <= kOneVectorMaxLen &&
+                            w.size(1) <= kOneVectorMaxIn;
+    return split_ok && (Lo >= kShortForwardMinLen || one_vector) ? Path::Direct : Path::Vendor;
   }
   if (gemm_ok && w.numel() <= kDirectMaxWeights) return Path::Direct;
   if (gemm_ok && !mkl_matches_isa() && Lo >= kWideDirectMinLen && w.size(1) <= kWideDirectMaxIn)

@@ -143,8 +143,10 @@ DIRECT_MAX_WEIGHTS = 5120  # C_out * C_in * K, longer outputs, CPU float32/float
 WIDE_DIRECT_MIN_LEN, WIDE_DIRECT_MAX_IN = 200, 64  # AMD AVX-512 CPUs, float32/float64
 DIRECT_FORWARD_MIN_K, DIRECT_FORWARD_MAX_OUT = 9, 32  # vendor backward, direct forward (CPU)
 # Vendor backward, direct forward (AMD AVX-512): K <= 3 at 64 < L_out < 200; any K at
-# SHORT_FORWARD_MIN_LEN <= L_out <= GEMM_MAX_LEN.
+# SHORT_FORWARD_MIN_LEN <= L_out <= GEMM_MAX_LEN, and at ONE_VECTOR_LEN up to
+# ONE_VECTOR_MAX_IN input channels.
 WIDE_FORWARD_MAX_K, SHORT_FORWARD_MIN_LEN = 3, 28
+ONE_VECTOR_LEN, ONE_VECTOR_MAX_IN = range(14, 17), 64
 CUDA_DIRECT_MAX_LEN, CUDA_DIRECT_MAX_REDUCTION = 64, 192  # short outputs run direct on CUDA
 PATHS = ("direct", "gemm", "vendor")
 
@@ -193,8 +195,9 @@ def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
     "vendor" (oneDNN / cuDNN convolution), or "direct/vendor": the direct forward and the
     vendor's backward (CPU, K >= 9, C_out <= 32, where oneDNN's forward is slow, when c_out is
     given; and AMD AVX-512 CPUs, float32/float64: outputs of SHORT_FORWARD_MIN_LEN to
-    GEMM_MAX_LEN, and K <= 3 up to WIDE_DIRECT_MIN_LEN), only for activations whose
-    derivative comes from the output, or identity."""
+    GEMM_MAX_LEN or ONE_VECTOR_LEN long (C_in <= ONE_VECTOR_MAX_IN there), and K <= 3 up
+    to WIDE_DIRECT_MIN_LEN), only for activations whose derivative comes from the output,
+    or identity."""
     if uses_direct_path(c_in, kernel_size, groups, out_len, device, c_out, dtype):
         return "direct"
     cpu = torch.device(device).type == "cpu"
@@ -206,7 +209,9 @@ def conv1d_path(c_in: int, kernel_size: int, out_len: int, groups: int = 1,
     if gemm_ok and out_len <= GEMM_MAX_LEN:
         if gemm_path_wanted():
             return "gemm"
-        return "direct/vendor" if from_output and out_len >= SHORT_FORWARD_MIN_LEN else "vendor"
+        fast = out_len >= SHORT_FORWARD_MIN_LEN or (out_len in ONE_VECTOR_LEN
+                                                    and c_in <= ONE_VECTOR_MAX_IN)
+        return "direct/vendor" if from_output and fast else "vendor"
     if (groups == 1 and cpu and c_out is not None and kernel_size >= DIRECT_FORWARD_MIN_K
             and c_out <= DIRECT_FORWARD_MAX_OUT and from_output):
         return "direct/vendor"
