@@ -305,6 +305,12 @@ void fwd_tiles(const T* __restrict xph, const TilePlan<T>& tp, const T* __restri
           store_tile<A, T, 1>(acc[nb], b, out, g.Lo, o + nb * kOB,
                               std::min<int64_t>(kOB, o1 - o - nb * kOB), 0, g.Lo, alpha);
       }
+      for (; o < o1; o += kOB) {  // the last 1-12 channels, one one-vector tile at a time
+        VecT<T> acc[1][kOB][1];
+        tile_vec<1, 1, T>(xph, tp, g, o, 0, acc);
+        store_tile<A, T, 1>(acc[0], b, out, g.Lo, o, std::min<int64_t>(kOB, o1 - o), 0, g.Lo,
+                            alpha);
+      }
     }
     for (; o + kOB < o1; o += 2 * kOB) {
       const int64_t nb2 = std::min<int64_t>(kOB, o1 - o - kOB);
