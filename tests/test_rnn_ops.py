@@ -165,9 +165,11 @@ def test_cuda_one_launch_loop_runs_and_handles_edges(kind, monkeypatch):
 # products longer than one 192- or 96-row slice of a panel (K = I + H forward, 3 H / 4 H
 # backward), an input part longer than a slice (the left operand's two parts split across
 # slices), and, for the weight gradients (I + H + 1, I + 1 or H + 1 rows of L^T dG over a
-# chunk of steps), a chunk of 540 rows (slices of the packed dG).
+# chunk of steps), a chunk of 540 rows (slices of the packed dG). Last panels of at most half
+# the width run in half-width tiles of twice the rows (6 or 12): 26 rows at hidden 32 give
+# dh = dG W_hh and the GRU's 64 + 32 columns exactly half a panel, in tiles of 12, 7 and 7.
 STEP_GEMM_SHAPES = [(5, 4, 1, 37), (3, 5, 20, 180), (7, 2, 3, 8), (4, 7, 200, 3), (2, 1, 2, 66),
-                    (60, 9, 5, 20), (3, 14, 4, 33)]
+                    (60, 9, 5, 20), (3, 14, 4, 33), (3, 26, 4, 32)]
 
 
 @pytest.mark.parametrize("gemm", ["lightdl", "lightdl-unfused", "mkl"])

@@ -69,14 +69,17 @@ int64_t step_gemm_packed_size(int64_t k, int64_t n) {
 void step_gemm_pack(const float* src, int64_t s_row, int64_t s_col, int64_t k, int64_t n,
                     float* out) {
   const int64_t P = rows(false).step_gemm_panel;
-  for (int64_t j0 = 0; j0 < n; j0 += P)
-    for (int64_t i = 0; i < k; ++i, out += P) {
-      if (s_col == 1 && j0 + P <= n) {  // a row of a whole panel: contiguous
-        std::memcpy(out, src + i * s_row + j0, P * sizeof(float));
+  for (int64_t j0 = 0; j0 < n; j0 += P) {
+    // A last panel of at most P / 2 columns is packed half as wide (see step_gemm_kernels.h).
+    const int64_t w = n - j0 <= P / 2 ? P / 2 : P;
+    for (int64_t i = 0; i < k; ++i, out += w) {
+      if (s_col == 1 && j0 + w <= n) {  // a row of a whole panel: contiguous
+        std::memcpy(out, src + i * s_row + j0, w * sizeof(float));
         continue;
       }
-      for (int64_t j = j0; j < j0 + P; ++j) out[j - j0] = j < n ? src[i * s_row + j * s_col] : 0.f;
+      for (int64_t j = j0; j < j0 + w; ++j) out[j - j0] = j < n ? src[i * s_row + j * s_col] : 0.f;
     }
+  }
 }
 
 void step_gemm(const StepGemmArgs& a) {

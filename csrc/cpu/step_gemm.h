@@ -17,7 +17,8 @@ namespace lightdl {
 namespace cpu {
 
 // Packed W: column panels of 4 vectors' width (32 columns for AVX2, 64 for AVX-512; the last
-// panel padded with zeros), each stored row by row (k0 + k1 rows of a panel's width).
+// panel padded with zeros, and only 2 vectors wide when at most that many columns are left),
+// each stored row by row (k0 + k1 rows of a panel's width).
 
 struct StepGemmArgs {
   const float* w;      // packed W (step_gemm_pack)

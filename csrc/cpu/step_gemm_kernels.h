@@ -52,45 +52,44 @@ inline void store_n(float* p, const V& v, int64_t n) {
 // *p - 0 is exact, so GCC leaves just the broadcast.)
 inline V broadcast(const float* p) { return *p - V{}; }
 
-// acc[r][q] += A[r][k] w[k][q] over k < K; A[r][k] at a + r lda + k ka; w: 4 vectors per k.
-template <int R>
-inline void accumulate(V (&acc)[R][4], const float* a, int64_t lda, int64_t ka, const float* w,
+// acc[r][q] += A[r][k] w[k][q] over k < K; A[r][k] at a + r lda + k ka; w: Q vectors per k.
+template <int R, int Q>
+inline void accumulate(V (&acc)[R][Q], const float* a, int64_t lda, int64_t ka, const float* w,
                        int64_t K) {
-  for (int64_t k = 0; k < K; ++k, w += P, a += ka) {
-    const V w0 = load_as<V>(w), w1 = load_as<V>(w + L), w2 = load_as<V>(w + 2 * L),
-            w3 = load_as<V>(w + 3 * L);
-#pragma GCC unroll 8
+  for (int64_t k = 0; k < K; ++k, w += Q * L, a += ka) {
+    V wq[Q];
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q) wq[q] = load_as<V>(w + q * L);
+#pragma GCC unroll 12
     for (int r = 0; r < R; ++r) {
       const V s = broadcast(a + r * lda);
-      acc[r][0] += s * w0;
-      acc[r][1] += s * w1;
-      acc[r][2] += s * w2;
-      acc[r][3] += s * w3;
+#pragma GCC unroll 4
+      for (int q = 0; q < Q; ++q) acc[r][q] += s * wq[q];
     }
   }
 }
 
-// Rows [r0, r0 + R) by the panel at column j0 (packed at wp), nv valid columns (<= P), over
-// the left operand's columns [kb, ke).
-template <int R>
+// Rows [r0, r0 + R) by the panel at column j0 (packed at wp, Q vectors wide), nv valid
+// columns (<= Q L), over the left operand's columns [kb, ke).
+template <int R, int Q>
 void tile(const StepGemmArgs& a, const float* wp, int64_t r0, int64_t j0, int64_t nv, int64_t kb,
           int64_t ke) {
-  V acc[R][4];
+  V acc[R][Q];
   const bool load = a.accumulate || kb > 0;
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < 4; ++q)
+    for (int q = 0; q < Q; ++q)
       acc[r][q] = load ? load_n(a.c + (r0 + r) * a.ldc + j0 + q * L, nv - q * L) : V{};
   const int64_t e0 = std::min(ke, a.k0);  // the columns of A0 in [kb, ke), then those of A1
   if (kb < e0)
-    accumulate<R>(acc, a.a0 + r0 * a.lda0 + kb * a.ka, a.lda0, a.ka, wp + kb * P, e0 - kb);
+    accumulate<R>(acc, a.a0 + r0 * a.lda0 + kb * a.ka, a.lda0, a.ka, wp + kb * Q * L, e0 - kb);
   const int64_t b1 = std::max(kb, a.k0);
   if (b1 < ke)
-    accumulate<R>(acc, a.a1 + r0 * a.lda1 + (b1 - a.k0) * a.ka, a.lda1, a.ka, wp + b1 * P,
+    accumulate<R>(acc, a.a1 + r0 * a.lda1 + (b1 - a.k0) * a.ka, a.lda1, a.ka, wp + b1 * Q * L,
                   ke - b1);
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int r = 0; r < R; ++r)
-    for (int q = 0; q < 4; ++q) store_n(a.c + (r0 + r) * a.ldc + j0 + q * L, acc[r][q], nv - q * L);
+    for (int q = 0; q < Q; ++q) store_n(a.c + (r0 + r) * a.ldc + j0 + q * L, acc[r][q], nv - q * L);
 }
 
 // Rows per tile: 4 R accumulators, 4 panel vectors and a broadcast in the registers: 3 rows in
@@ -98,6 +97,13 @@ void tile(const StepGemmArgs& a, const float* wp, int64_t r0, int64_t j0, int64_
 // (AVX-512, AMD EPYC Zen 5, LSTM layers on one thread against MKL's GEMMs: 4 rows did as well
 // as 6, within noise; 8 rows spill and gave 3-7% less.)
 constexpr int kRows = L == 8 ? 3 : 6;
+// A last panel of at most P / 2 valid columns is packed and run half as wide (2 vectors), in
+// tiles of twice the rows: a full-width panel would spend half its FMAs on the zero padding.
+// That is the LSTM backward's dh = dG W_hh at hidden <= 2 L (32 in AVX-512) and the GRU's
+// 3 H columns at hidden 32 (64 + 32). AVX-512, AMD EPYC Zen 5, batch 64 x hidden 32 x 100
+// steps, forward+backward, old / new time (alternating processes, medians): LSTM 1.18x on
+// 1 and 2 threads, GRU 1.40x / 1.34x (its forward 1.09x); hidden 64 unchanged.
+constexpr int kHalfRows = 2 * kRows;
 // At most 24 kB of a panel per pass (of L1's 32-48 kB; 192 rows of 32 columns, 96 of 64):
 // longer panels (the backward's K = 4 H, the weight gradients' K = a chunk's rows) are split
 // into equal slices, each C tile reloaded for each. AVX2 (AMD EPYC Zen 3), MKL's time over ours
@@ -105,44 +111,52 @@ constexpr int kRows = L == 8 ? 3 : 6;
 // of 128 or 192 rows; the forward at hidden 256 (K = 288) within 5% of MKL's either way, a
 // little closer with 192. AVX-512 (Zen 5): 64, 96 or 192 rows of 64 columns within 5% of each
 // other on the LSTM layers; 96 was as fast as any.
-constexpr int64_t kSlice = 24576 / (P * sizeof(float));
+constexpr int64_t kSliceBytes = 24576;
 
-// The rows [r, r + n), n <= kRows, in one tile of that many.
-template <int R = kRows>
+// The rows [r, r + n), n <= R, in one tile of that many.
+template <int R, int Q>
 void rows_tile(const StepGemmArgs& a, const float* wp, int64_t r, int64_t n, int64_t j0,
                int64_t nv, int64_t kb, int64_t ke) {
   if constexpr (R > 0) {
-    if (n == R) return tile<R>(a, wp, r, j0, nv, kb, ke);
-    rows_tile<R - 1>(a, wp, r, n, j0, nv, kb, ke);
+    if (n == R) return tile<R, Q>(a, wp, r, j0, nv, kb, ke);
+    rows_tile<R - 1, Q>(a, wp, r, n, j0, nv, kb, ke);
   }
 }
 
-// How many rows the tiles over m rows take: kRows each, except that a remainder of at most
-// kRows / 3 rows (1-2 in AVX-512, 1 in AVX2) is merged with the last full tile and the two
+// How many rows the tiles over m rows take: `rows` each, except that a remainder of at most
+// rows / 3 (1-2 in AVX-512, 1 in AVX2, at kRows) is merged with the last full tile and the two
 // split evenly: a 1- or 2-row tile spends more on loading the panel than on FMAs. A small
 // gain: forward+backward of the LSTM and GRU layers took 0.4-1.6% less time (AVX-512, AMD
 // EPYC Zen 5, interleaved; batch 32 and 128 on one thread, 64 on two).
-inline int64_t tile_rows(int64_t m, int64_t r) {
+inline int64_t tile_rows(int64_t m, int64_t r, int64_t rows = kRows) {
   const int64_t left = m - r;
-  if (left >= 2 * kRows || left <= kRows) return std::min<int64_t>(left, kRows);
-  if (left - kRows > kRows / 3) return kRows;
+  if (left >= 2 * rows || left <= rows) return std::min<int64_t>(left, rows);
+  if (left - rows > rows / 3) return rows;
   return (left + 1) / 2;
+}
+
+// One panel of Q vectors' width (K rows packed at wp) in tiles of R rows.
+template <int R, int Q>
+void panel(const StepGemmArgs& a, const float* wp, int64_t j0, int64_t nv) {
+  const int64_t K = a.k0 + a.k1, max_slice = kSliceBytes / (Q * L * int64_t(sizeof(float)));
+  const int64_t slices = (K + max_slice - 1) / max_slice, slice = (K + slices - 1) / slices;
+  for (int64_t kb = 0; kb < K; kb += slice) {
+    const int64_t ke = std::min(K, kb + slice);
+    for (int64_t r = 0, n; r < a.m; r += n) {
+      n = tile_rows(a.m, r, R);
+      if (n == R) tile<R, Q>(a, wp, r, j0, nv, kb, ke);
+      else rows_tile<R, Q>(a, wp, r, n, j0, nv, kb, ke);
+    }
+  }
 }
 
 void step_gemm(const StepGemmArgs& a) {
   const int64_t K = a.k0 + a.k1;
-  const int64_t slices = (K + kSlice - 1) / kSlice, slice = (K + slices - 1) / slices;
   for (int64_t j0 = 0; j0 < a.n; j0 += P) {
-    const float* wp = a.w + j0 * K;  // panel j0 / P
+    const float* wp = a.w + j0 * K;  // panel j0 / P (all panels before it are full width)
     const int64_t nv = std::min(P, a.n - j0);
-    for (int64_t kb = 0; kb < K; kb += slice) {
-      const int64_t ke = std::min(K, kb + slice);
-      for (int64_t r = 0, n; r < a.m; r += n) {
-        n = tile_rows(a.m, r);
-        if (n == kRows) tile<kRows>(a, wp, r, j0, nv, kb, ke);
-        else rows_tile(a, wp, r, n, j0, nv, kb, ke);
-      }
-    }
+    if (nv <= P / 2) panel<kHalfRows, 2>(a, wp, j0, nv);
+    else panel<kRows, 4>(a, wp, j0, nv);
   }
 }
 
