@@ -57,7 +57,22 @@ LIGHTDL_HD F splat(float c) {
   return F{} + c;
 }
 
-// exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2/2; Cephes expf polynomial.
+constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+
+// exp(r) for |r| <= ln2/2: the Cephes expf polynomial.
+template <typename F>
+LIGHTDL_HD F exp_poly(F r) {
+  const F r2 = r * r;
+  F p = splat<F>(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return p * r2 + r + 1.0f;
+}
+
+// exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2/2.
 template <typename F>
 LIGHTDL_HD F exp_lanes(F x) {
   using L = Lanes<F>;
@@ -68,18 +83,10 @@ LIGHTDL_HD F exp_lanes(F x) {
   const F fn = x * 1.44269504088896341f + (x >= 0.f ? splat<F>(0.5f) : splat<F>(-0.5f));
   const typename L::Int n = L::to_int(fn);  // truncation of x/ln2 +- 0.5 = round
   const F nf = L::to_float(n);
-  F r = x - nf * 0.693359375f;  // ln2 split in two for an exact product
-  r = r - nf * -2.12194440e-4f;
-  const F r2 = r * r;
-  F p = splat<F>(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r2 + r + 1.0f;
+  F r = x - nf * kLn2Hi;  // ln2 split in two for an exact product
+  r = r - nf * kLn2Lo;
   // n is in [-126, 127] after the clamps above, so the exponent field never wraps.
-  return p * L::from_bits((n + 127) << 23);
+  return exp_poly(r) * L::from_bits((n + 127) << 23);
 }
 
 LIGHTDL_HD float exp(float x) { return exp_lanes(x); }
@@ -89,11 +96,16 @@ LIGHTDL_HD float exp(float x) { return exp_lanes(x); }
 // against float64 in tests/test_bias_act.py).
 // tanh(x) = num / den with den > 0, for callers that share one division among several
 // quotients (the LSTM/GRU gates, csrc/rnn_math.h).
+// x clamped to [-c, c]; a NaN stays NaN.
+template <typename F>
+LIGHTDL_HD F clamp_sym(F x, float c) {
+  x = x > c ? splat<F>(c) : x;
+  return x < -c ? splat<F>(-c) : x;
+}
+
 template <typename F>
 LIGHTDL_HD void tanh_parts(F x, F& num, F& den) {
-  constexpr float kMax = 7.90531110763549805f;  // tanh is +-1 in float beyond
-  x = x > kMax ? splat<F>(kMax) : x;
-  x = x < -kMax ? splat<F>(-kMax) : x;
+  x = clamp_sym(x, 7.90531110763549805f);  // tanh is +-1 in float beyond
   const F z = x * x;
   F p = splat<F>(-2.76076847742355e-16f);
   p = p * z + 2.00018790482477e-13f;

@@ -194,6 +194,30 @@ def test_cpu_step_gemms_match_reference(shape, variant, kind, gemm, monkeypatch)
     _check_layer(variant, kind, torch.float32, "cpu", *shape)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_extreme_inputs_match_torch(kind):
+    """Inputs of +-1e30 saturate the gates as in torch.nn (the exp and tanh of the CPU
+    kernels clamp their arguments: an unclamped exp(-1e29) computed 2^n exp(r) = 0 * inf =
+    NaN), and a NaN input makes NaN outputs in its own row only, from its step on."""
+    torch.manual_seed(random.randrange(2**31))
+    T, B, n_in, H = 6, 5, 3, 32
+    x = torch.randn(T, B, n_in)
+    x[1, 2, 1], x[1, 3, 1], x[2, 4, 0], x[3, 0, 2] = 1e30, -1e30, 3e29, float("nan")
+    params = _weights(kind, n_in, H)
+    ref = (nn.LSTM if kind == "lstm" else nn.GRU)(n_in, H)
+    with torch.no_grad():
+        for name, p in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"), params,
+                           strict=True):
+            getattr(ref, name).copy_(p)
+        want, _ = ref(x)
+        states = [torch.zeros(B, H) for _ in range(GATES[kind] - 2)]
+        got = _call(kind, lstm if kind == "lstm" else gru, x, states, params, None)[0]
+    nan = torch.isnan(want)
+    assert nan.any(2).tolist() == [[t >= 3 and b == 0 for b in range(B)] for t in range(T)]
+    assert torch.equal(torch.isnan(got), nan)
+    torch.testing.assert_close(got[~nan], want[~nan], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_parallel_row_blocks_match_reference(kind, dtype):

@@ -5,6 +5,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,prefer-vector-width=512")
 #define LIGHTDL_ISA isa_avx512
 #define LIGHTDL_RNN_VEC 64  // the LSTM gate math by hand in 16-lane vectors (rnn_rows_kernels.h)
+#define LIGHTDL_VEC64_AVX512  // exp and tanh of those vectors with AVX-512 instructions (vec64.h)
 #define LIGHTDL_RNN_STEP_GEMM  // lightdl's step GEMM (step_gemm_kernels.h)
 #define LIGHTDL_RNN_LSTM_STEP  // the fused LSTM step (lstm_step_kernels.h; not in AVX2: see there)
 #include "rnn_rows_kernels.h"

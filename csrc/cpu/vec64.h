@@ -18,6 +18,9 @@
 
 #include <cstdint>
 #include <cstring>
+#ifdef LIGHTDL_VEC64_AVX512
+#include <immintrin.h>
+#endif
 
 #include "../fastmath.h"
 
@@ -63,6 +66,40 @@ template <>
 struct Lanes<VecN<float, 64>::type> : FloatLanes<64> {};
 template <>
 struct Lanes<VecN<float, 32>::type> : FloatLanes<32> {};
+
+#ifdef LIGHTDL_VEC64_AVX512
+// AVX-512 (defined by the AVX-512 build of the RNN kernels, rnn_isa_avx512.cpp): exp's
+// rounding and its 2^n scaling are one instruction each (vrndscaleps, vscalefps) in place of
+// the generic version's compare/blend rounding and exponent-field arithmetic, and the clamps
+// are min/max (written min(c, x) so that a NaN x stays NaN, as the generic selects leave it);
+// the same polynomial (bitwise the same LSTM outputs on a 50-step test). The LSTM layer's
+// forward (inference) took 1.15x less time at batch 64 x hidden 32, 1.12x at 64 x 64, 1.03x at
+// 128 x 256 (AMD EPYC Zen 5, one thread, alternating processes, medians).
+using F64 = VecN<float, 64>::type;
+constexpr __mmask16 kAll = 0xffff;  // the maskz forms: the unmasked ones trip -Wmaybe-uninitialized
+
+template <>
+inline F64 clamp_sym(F64 x, float c) {
+  const __m512 v = _mm512_maskz_min_ps(kAll, _mm512_set1_ps(c), reinterpret_cast<__m512>(x));
+  return reinterpret_cast<F64>(_mm512_maskz_max_ps(kAll, _mm512_set1_ps(-c), v));
+}
+
+template <>
+inline F64 exp_lanes(F64 x) {
+  // The lower clamp stays: it keeps n small enough for x - n ln2 to be exact (x = -1e29 would
+  // leave a huge r, and exp(r) 2^n = inf * 0 = NaN).
+  const __m512 v = _mm512_maskz_max_ps(
+      kAll, _mm512_set1_ps(-87.3365447505531f),
+      _mm512_maskz_min_ps(kAll, _mm512_set1_ps(88.f), reinterpret_cast<__m512>(x)));
+  const __m512 n = _mm512_maskz_roundscale_ps(
+      kAll, _mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
+      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), v);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  const __m512 p = reinterpret_cast<__m512>(exp_poly(reinterpret_cast<F64>(r)));
+  return reinterpret_cast<F64>(_mm512_maskz_scalef_ps(kAll, p, n));
+}
+#endif
 }  // namespace fm
 
 }  // namespace
