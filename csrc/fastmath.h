@@ -91,11 +91,6 @@ LIGHTDL_HD F exp_lanes(F x) {
 
 LIGHTDL_HD float exp(float x) { return exp_lanes(x); }
 
-// tanh and erf: odd/even rational minimax fits on a clamped range (the ones Eigen and XLA use
-// for float); one division, no exp, <= 4.3e-7 relative error over all floats (checked
-// against float64 in tests/test_bias_act.py).
-// tanh(x) = num / den with den > 0, for callers that share one division among several
-// quotients (the LSTM/GRU gates, csrc/rnn_math.h).
 // x clamped to [-c, c]; a NaN stays NaN.
 template <typename F>
 LIGHTDL_HD F clamp_sym(F x, float c) {
@@ -103,6 +98,11 @@ LIGHTDL_HD F clamp_sym(F x, float c) {
   return x < -c ? splat<F>(-c) : x;
 }
 
+// tanh and erf: odd/even rational minimax fits on a clamped range (the ones Eigen and XLA use
+// for float); one division, no exp, <= 4.3e-7 relative error over all floats (checked
+// against float64 in tests/test_bias_act.py).
+// tanh(x) = num / den with den > 0, for callers that share one division among several
+// quotients (the LSTM/GRU gates, csrc/rnn_math.h).
 template <typename F>
 LIGHTDL_HD void tanh_parts(F x, F& num, F& den) {
   x = clamp_sym(x, 7.90531110763549805f);  // tanh is +-1 in float beyond
