@@ -24,6 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from lightdl.bench.limits import describe  # noqa: E402
 from lightdl.bench.ops import run_ops, specs  # noqa: E402
 from lightdl.bench.report import plot, summary, table, write_json  # noqa: E402
 from lightdl.bench.train import bench_train, format_train  # noqa: E402
@@ -119,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"with its own date): {', '.join(reused)}.", ""]
     if first:
         lines += ["Measured limits: " + "; ".join(
-            f"{t} thread(s): copy {v['copy_GBs']:.1f} GB/s, GEMM {v['gemm_GFLOPs']:.1f} GFLOP/s"
-            for t, v in first["limits"].items()), ""]
+            f"{t} thread(s): {describe(v)}" for t, v in first["limits"].items()), ""]
     if trains:
         lines += ["## Training: fused vs torch.nn layers (`lightdl bench train`)", "",
                   "| config | threads | fused samples/s | unfused samples/s | speed-up | "

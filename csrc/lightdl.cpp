@@ -215,6 +215,7 @@ bool mkl_matches_isa();
 namespace cpu {
 bool step_gemm_available();  // csrc/cpu/rnn.cpp
 bool lstm_step_available();  // csrc/cpu/rnn.cpp
+double fma_peak_run(int64_t iters, double* sink);  // csrc/cpu/fma_peak.cpp
 }
 }  // namespace lightdl
 
@@ -239,4 +240,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       [] { return lightdl::cpu::lstm_step_available() ? "fused" : "gemm+pointwise"; },
       "how the CPU LSTM forward runs a step in float32: one kernel, the step GEMM with the gate "
       "math as its epilogue (csrc/cpu/lstm_step.h), or the GEMM and a pointwise kernel");
+  m.def(
+      "cpu_fma_peak_run",
+      [](int64_t iters) {
+        double sink = 0.0;
+        const double flop = lightdl::cpu::fma_peak_run(iters, &sink);
+        return std::make_pair(flop, sink);
+      },
+      "runs `iters` iterations of a register-only multiply-add loop (cpu_isa's vectors) on every "
+      "thread; returns (floating-point operations done, a value the loop computed). Time the "
+      "call for the CPU's peak rate (lightdl/bench/limits.py)");
 }

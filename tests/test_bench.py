@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from pathlib import Path
 
 import pytest
 import torch
 
+from lightdl.bench.limits import Limits, measure_fma_peak
 from lightdl.bench.ops import run_ops, specs
 from lightdl.bench.report import table
 from lightdl.bench.timing import Timer
 from lightdl.bench.train import compare_loss_curves
 from lightdl.cli import main
+from lightdl.ops import _backend
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW_KEYS = {"op", "shape", "mode", "threads", "impl", "dtype", "status", "ms", "speedup_vs_eager",
@@ -32,7 +35,10 @@ def test_ops_cli_table_json_and_plot(tmp_path, capsys):
     assert "measured limits" in text and "bias_act  4x8x16" in text and "GB/s" in text
     result = json.loads(out.read_text())
     assert {"machine", "device", "dtype", "limits", "settings", "rows", "summary"} <= set(result)
-    assert set(result["limits"]["1"]) == {"copy_GBs", "gemm_GFLOPs"}
+    # The multiply-add peak is measured by the compiled extension (CPU, float32).
+    peak = {"fma_GFLOPs"} if _backend._C is not None else set()
+    assert set(result["limits"]["1"]) == {"copy_GBs", "gemm_GFLOPs"} | peak
+    assert ("multiply-add peak" in text) == bool(peak)
     assert {r["impl"] for r in result["rows"]} == {"native", "eager"}
     for r in result["rows"]:
         assert set(r) == ROW_KEYS and r["status"] == "ok" and r["ms"] > 0
@@ -221,3 +227,37 @@ def test_rnn_bench_switch_impls_run_under_their_switch_and_restore_it(mode, monk
         assert rnn.same_result(rnn.build("lstm", shape, impl, mode).run(), want)
     assert seen and seen[-1] == "mkl" and None in seen
     assert "LIGHTDL_RNN_CPU_GEMM" not in os.environ
+
+
+# Vector lanes and accumulators of the multiply-add loop per instruction set (fma_peak.cpp).
+_FMA_LOOP = {"avx512": (16, 16), "avx2": (8, 12), "default": (4, 12)}
+
+
+@pytest.mark.skipif(_backend._C is None, reason="needs the compiled extension")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fma_peak_counts_its_work_and_bounds_the_gemm(threads):
+    C = _backend._C
+    lanes, acc = _FMA_LOOP[C.cpu_isa()]
+    iters = random.randint(1, 1000)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        flop, value = C.cpu_fma_peak_run(iters)
+        peak = measure_fma_peak(repeats=3)
+    finally:
+        torch.set_num_threads(before)
+    assert flop == 2 * lanes * acc * iters * threads
+    assert math.isfinite(value) and value > 0
+    if os.environ.get("LIGHTDL_CPU_ISA"):  # capped below the CPU's: MKL may use wider vectors
+        return
+    # A loop that waited on one chain's latency, or on memory, would run several times below
+    # this; torch.mm on 512 x 512 cannot beat the peak by much (noise allowed).
+    a = torch.randn(512, 512)
+    gemm_ms = Timer(warmup=1, repeats=3).run({"mm": lambda: torch.mm(a, a)})["mm"]
+    assert peak > 0.5 * 2 * 512**3 / (gemm_ms * 1e-3) / 1e9
+
+
+def test_the_compute_bound_is_the_higher_of_gemm_rate_and_multiply_add_peak():
+    assert Limits(10.0, 110.0, 270.0).compute_gflops == 270.0
+    assert Limits(10.0, 110.0, None).compute_gflops == 110.0  # CUDA: the GEMM rate
+    assert "fma_GFLOPs" not in Limits(10.0, 110.0).as_dict()

@@ -117,8 +117,8 @@ def run_ops(ops: Sequence[str], shapes: Sequence[str] | None = None, *,
             for n_threads in threads:
                 if device == "cpu":
                     torch.set_num_threads(n_threads)
-                _progress(f"measuring copy bandwidth and GEMM rate ({n_threads} thread(s))",
-                          progress)
+                _progress(f"measuring copy bandwidth, GEMM rate and multiply-add peak "
+                          f"({n_threads} thread(s))", progress)
                 limits[n_threads] = measure_limits(device, dtype)
                 for spec, text, shape in cases:
                     for mode in modes:
@@ -190,7 +190,7 @@ def _one_case(spec: OpSpec, text: str, shape: tuple, mode: str, n_threads: int, 
             r.speedup_vs_eager = round(eager / t, 3) if eager else None
             if spec.bound == "compute" and flop:
                 r.rate, r.unit = round(flop / (t * 1e-3) / 1e9, 2), "GFLOP/s"
-                r.pct_of_limit = round(100 * r.rate / limits.gemm_gflops, 1)
+                r.pct_of_limit = round(100 * r.rate / limits.compute_gflops, 1)
             elif nbytes:
                 r.rate, r.unit = round(nbytes / (t * 1e-3) / 1e9, 2), "GB/s"
                 r.pct_of_limit = round(100 * r.rate / limits.copy_gbs, 1)

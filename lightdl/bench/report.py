@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lightdl.bench.limits import describe
 from lightdl.bench.ops import geomean
 
 
@@ -33,8 +34,7 @@ def table(result: dict, markdown: bool = False) -> str:
 
 
 def limits_line(result: dict) -> str:
-    parts = [f"{t} thread(s): copy {v['copy_GBs']:.1f} GB/s, GEMM {v['gemm_GFLOPs']:.1f} GFLOP/s"
-             for t, v in result["limits"].items()]
+    parts = [f"{t} thread(s): {describe(v)}" for t, v in result["limits"].items()]
     return f"measured limits ({result['device']}, {result['dtype']}): " + "; ".join(parts)
 
 
