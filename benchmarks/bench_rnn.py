@@ -26,7 +26,8 @@ import torch
 
 import lightdl
 from lightdl.bench import Timer, full_float32, machine_description
-from lightdl.bench.rnn import IMPLS, KINDS, MODES, SHAPES, build, same_result
+from lightdl.bench.limits import measure_fma_peak
+from lightdl.bench.rnn import IMPLS, KINDS, MODES, SHAPES, build, matmul_flop, same_result
 from lightdl.ops._backend import build_info
 
 ROOT = Path(__file__).resolve().parent
@@ -40,8 +41,9 @@ def _progress(msg: str) -> None:
     sys.stderr.flush()
 
 
-def run(args: argparse.Namespace) -> list[dict]:
-    rows = []
+def run(args: argparse.Namespace) -> tuple[list[dict], dict[str, float]]:
+    """The timed rows, and the CPU's multiply-add peak (GFLOP/s) per thread count."""
+    rows, peaks = [], {}
     device = args.device
     threads_list = args.threads if device == "cpu" else [torch.get_num_threads()]
     total = len(threads_list) * len(args.kinds) * len(args.shapes) * len(args.modes)
@@ -49,6 +51,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     for threads in threads_list:
         torch.set_num_threads(threads)
         torch._dynamo.reset()  # inductor bakes the thread count into its kernels
+        if device == "cpu":
+            _progress(f"measuring the multiply-add peak ({threads} thread(s))")
+            peak = measure_fma_peak()
+            if peak:
+                peaks[str(threads)] = round(peak, 1)
         for kind in args.kinds:
             for shape_name in args.shapes:
                 shape = SHAPES[shape_name]
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                             "build_s": info[impl][1] or None,
                         })
     _progress("")
-    return rows
+    return rows, peaks
 
 
 def geomean(values: list[float]) -> float | None:
@@ -166,11 +173,49 @@ def markdown(result: dict) -> str:
                      f"{gm('compiled')} |" + (f" {f(one_gm)}x |" if one and one_gm else
                                               (" — |" if one else ""))
                      + (f" {gm('fused-mkl')} |" if mkl else ""))
+    lines += compute_rate(result, table)
     builds = [r["build_s"] for r in result["rows"] if r["build_s"]]
     if builds:
         lines += ["", f"torch.compile build time of the step (first call): "
                       f"{min(builds):.1f}–{max(builds):.1f} s per case."]
     return "\n".join(lines) + "\n"
+
+
+def compute_rate(result: dict, table: dict[tuple, dict[str, float]]) -> list[str]:
+    """Markdown lines: fused and torch.nn against the CPU's multiply-add peak (none without
+    a measured peak: CUDA, or an older result file)."""
+    peaks = result.get("fma_GFLOPs") or {}
+    keys = [k for k in table if str(k[0]) in peaks and table[k].get("fused")]
+    if not keys:
+        return []
+    lines = ["", "Compute rate: GFLOP/s of the layer's matrix products (`matmul_flop` in "
+             "lightdl/bench/rnn.py; the gate math is not counted) and their share of the "
+             "multiply-add peak measured on the same threads ("
+             + ", ".join(f"{v:.0f} GFLOP/s at {t} thread(s)" for t, v in peaks.items())
+             + "). 'bound' is torch.nn's time over the time of the matrix products alone at "
+             "the peak: the speed-up over torch.nn that no implementation can pass.", "",
+             "| threads | kind | shape | mode | fused GFLOP/s | fused % of peak | torch.nn "
+             "GFLOP/s | torch.nn % of peak | fused vs torch.nn | bound |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    means: dict[tuple, list[tuple[float, float]]] = {}
+    for threads, kind, shape, mode in keys:
+        ms, peak = table[(threads, kind, shape, mode)], peaks[str(threads)]
+        flop = matmul_flop(kind, SHAPES[shape], mode)
+        rate = {impl: flop / (ms[impl] * 1e-3) / 1e9 for impl in ("fused", "torch")
+                if ms.get(impl)}
+        if "torch" not in rate:
+            continue
+        vs, bound = ms["torch"] / ms["fused"], ms["torch"] * 1e-3 / (flop / (peak * 1e9))
+        means.setdefault((threads, kind, mode), []).append((vs, bound))
+        lines.append(f"| {threads} | {kind} | {shape} | {mode} | {rate['fused']:.0f} | "
+                     f"{100 * rate['fused'] / peak:.0f}% | {rate['torch']:.0f} | "
+                     f"{100 * rate['torch'] / peak:.0f}% | {vs:.2f}x | {bound:.2f}x |")
+    lines += ["", "Geometric mean over the shapes:", "",
+              "| threads | kind | mode | fused vs torch.nn | bound |", "|---|---|---|---|---|"]
+    for (threads, kind, mode), v in sorted(means.items()):
+        lines.append(f"| {threads} | {kind} | {mode} | {geomean([a for a, _ in v]):.2f}x | "
+                     f"{geomean([b for _, b in v]):.2f}x |")
+    return lines
 
 
 def plot(result: dict, path: Path) -> None:
@@ -234,14 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "results" / args.device
     out.mkdir(parents=True, exist_ok=True)
     with full_float32():  # CUDA: cuDNN's RNNs in float32 like ours, not TF32
-        rows = run(args)
+        rows, peaks = run(args)
         machine = machine_description(args.device)
     json_path = out / "rnn.json"
     if args.append and json_path.exists():
         def key(r):
             return (r["threads"], r["kind"], r["shape"], r["mode"], r["impl"])
         new = {key(r) for r in rows}
-        rows = [r for r in json.loads(json_path.read_text())["rows"] if key(r) not in new] + rows
+        before = json.loads(json_path.read_text())
+        rows = [r for r in before["rows"] if key(r) not in new] + rows
+        peaks = {**before.get("fma_GFLOPs", {}), **peaks}
     result = {
         "op": "rnn",
         "device": args.device,
@@ -251,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend_info": lightdl.ops.build_info(),
         "machine": machine,
         "repeats": args.repeats,
+        "fma_GFLOPs": peaks,
         "rows": rows,
     }
     json_path.write_text(json.dumps(result, indent=1))

@@ -261,3 +261,28 @@ def test_the_compute_bound_is_the_higher_of_gemm_rate_and_multiply_add_peak():
     assert Limits(10.0, 110.0, 270.0).compute_gflops == 270.0
     assert Limits(10.0, 110.0, None).compute_gflops == 110.0  # CUDA: the GEMM rate
     assert "fma_GFLOPs" not in Limits(10.0, 110.0).as_dict()
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
+def test_rnn_matmul_flop_counts_what_the_reference_multiplies(kind, mode):
+    """matmul_flop (the compute-rate tables' numerator) against torch's FLOP counter on the
+    pure-PyTorch layer, with the input needing no gradient as in the benchmark cases."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lightdl.bench.rnn import matmul_flop
+    from lightdl.ops.rnn import gru_reference, lstm_reference
+
+    B, T, n_in, H = (random.randint(1, 5) for _ in range(4))
+    G = (4 if kind == "lstm" else 3) * H
+    w = [torch.randn(G, n_in), torch.randn(G, H), torch.randn(G), torch.randn(G)]
+    for p in w:
+        p.requires_grad_(mode == "fwdbwd")
+    # h0 needs a gradient: the fused ops always return one (dh for all T steps).
+    x, h0 = torch.randn(T, B, n_in), torch.zeros(B, H, requires_grad=mode == "fwdbwd")
+    with FlopCounterMode(display=False) as counter:
+        y = (lstm_reference(x, h0, torch.zeros(B, H), *w) if kind == "lstm"
+             else gru_reference(x, h0, *w))[0]
+        if mode == "fwdbwd":
+            y.backward(torch.randn_like(y))
+    assert counter.get_total_flops() == matmul_flop(kind, (B, T, n_in, H), mode)

@@ -43,6 +43,19 @@ MODES = ("fwd", "fwdbwd")
 _LAYERS = {"lstm": (nn.LSTM, FusedLSTM, nn.LSTMCell), "gru": (nn.GRU, FusedGRU, nn.GRUCell)}
 
 
+def matmul_flop(kind: str, shape: tuple[int, int, int, int], mode: str) -> float:
+    """Floating-point operations of the layer's matrix products, G = 4H (LSTM) or 3H (GRU)
+    gate columns: forward [x_t | h] (W_ih | W_hh)^T, 2 T B G (I + H); the backward adds
+    dh = dG W_hh (every step: the ops return dh0) and the weight gradients [x | h]^T dG,
+    2 T B G (I + 2H). The input needs no gradient in these cases, so dx = dG W_ih (which the
+    fused ops skip then) is not counted. The
+    gate math is left out: it is what the fused kernels are built to hide."""
+    B, T, n_in, H = shape
+    G = (4 if kind == "lstm" else 3) * H
+    fwd = 2.0 * T * B * G * (n_in + H)
+    return fwd if mode == "fwd" else fwd + 2.0 * T * B * G * (n_in + 2 * H)
+
+
 @dataclass
 class Case:
     """A ready-to-time implementation: `run()` does the work and returns what is compared

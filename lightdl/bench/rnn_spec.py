@@ -19,10 +19,7 @@ def _spec(kind: str) -> OpSpec:
         return case.run
 
     def work(shape, mode, dtype):
-        b, t, i, h = shape
-        gates = 4 if kind == "lstm" else 3
-        flop = 2.0 * t * b * (i + h) * gates * h
-        return (flop if mode == "fwd" else 3 * flop), 0.0
+        return rnn.matmul_flop(kind, tuple(shape), mode), 0.0
 
     return OpSpec(
         name=kind, shape_syntax=SYNTAX, presets=PRESETS,
