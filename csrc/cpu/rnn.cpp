@@ -89,21 +89,26 @@ void step_gemm(const StepGemmArgs& a) {
     for (int64_t r = 0; r < a.m; ++r) std::fill(a.c + r * a.ldc, a.c + r * a.ldc + a.n, 0.f);
 }
 
-// Panels of L = P / 4 hidden units: row i of panel p is [i | f | g | o] of units
-// [p L, p L + L), each gate block of L columns (zeros past H).
+// Panels of L = P / 4 hidden units: row k of panel p is [i | f | g | o] of units
+// [p L, p L + L) in column k of [W_ih | W_hh], each gate block of L columns (zeros past H).
 int64_t lstm_step_packed_size(int64_t k, int64_t H) {
   const int64_t P = rows(false).step_gemm_panel, L = P / 4;
   return (H + L - 1) / L * P * k;
 }
 
-void lstm_step_pack(const float* src, int64_t k, int64_t H, float* out) {
-  const int64_t P = rows(false).step_gemm_panel, L = P / 4;
-  for (int64_t u0 = 0; u0 < H; u0 += L) {
+void lstm_step_pack(const float* w_ih, const float* w_hh, int64_t I, int64_t H, float* out) {
+  const int64_t P = rows(false).step_gemm_panel, L = P / 4, K = I + H;
+  for (int64_t u0 = 0; u0 < H; u0 += L, out += K * P) {
     const int64_t nu = std::min(L, H - u0);
-    for (int64_t i = 0; i < k; ++i, out += P)
-      for (int64_t q = 0; q < 4; ++q) {
-        std::memcpy(out + q * L, src + i * 4 * H + q * H + u0, nu * sizeof(float));
-        std::fill(out + q * L + nu, out + (q + 1) * L, 0.f);
+    if (nu < L) std::fill(out, out + K * P, 0.f);  // the columns past H
+    // Row q H + u of both weights is column q L + u - u0 of the panel: read along the rows,
+    // written down the panel's columns (a panel is at most a few tens of kB, in L1/L2).
+    for (int64_t q = 0; q < 4; ++q)
+      for (int64_t j = 0; j < nu; ++j) {
+        const float *a = w_ih + (q * H + u0 + j) * I, *b = w_hh + (q * H + u0 + j) * H;
+        float* o = out + q * L + j;
+        for (int64_t k = 0; k < I; ++k) o[k * P] = a[k];
+        for (int64_t k = 0; k < H; ++k) o[(I + k) * P] = b[k];
       }
   }
 }
