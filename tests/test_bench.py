@@ -37,7 +37,8 @@ def test_ops_cli_table_json_and_plot(tmp_path, capsys):
     assert {"machine", "device", "dtype", "limits", "settings", "rows", "summary"} <= set(result)
     # The multiply-add peak is measured by the compiled extension (CPU, float32).
     peak = {"fma_GFLOPs"} if _backend._C is not None else set()
-    assert set(result["limits"]["1"]) == {"copy_GBs", "gemm_GFLOPs"} | peak
+    assert set(result["limits"]["1"]) == {"copy_GBs", "copy_GBs_by_MiB", "gemm_GFLOPs"} | peak
+    assert set(result["limits"]["1"]["copy_GBs_by_MiB"]) == {"0.25", "4", "64"}
     assert ("multiply-add peak" in text) == bool(peak)
     assert {r["impl"] for r in result["rows"]} == {"native", "eager"}
     for r in result["rows"]:
@@ -255,6 +256,16 @@ def test_fma_peak_counts_its_work_and_bounds_the_gemm(threads):
     a = torch.randn(512, 512)
     gemm_ms = Timer(warmup=1, repeats=3).run({"mm": lambda: torch.mm(a, a)})["mm"]
     assert peak > 0.5 * 2 * 512**3 / (gemm_ms * 1e-3) / 1e9
+
+
+def test_a_memory_bound_op_is_held_against_the_copy_of_its_own_size():
+    by_mib = {0.25: random.uniform(100, 200), 4.0: random.uniform(50, 99), 64.0: 40.0}
+    lim = Limits(40.0, 110.0, None, by_mib)
+    assert lim.copy_bound(2 * 2**20 * 0.25) == by_mib[0.25]  # a 0.25 MiB copy's traffic
+    assert lim.copy_bound(1.5 * 2**20) == by_mib[0.25]  # closer to 0.5 MiB than to 8 MiB
+    assert lim.copy_bound(5 * 2**20) == by_mib[4.0]
+    assert lim.copy_bound(2**30) == by_mib[64.0]
+    assert Limits(40.0, 110.0).copy_bound(1024) == 40.0  # an older result: one copy size
 
 
 def test_the_compute_bound_is_the_higher_of_gemm_rate_and_multiply_add_peak():

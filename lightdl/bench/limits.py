@@ -3,7 +3,8 @@ CPU, the multiply-add peak, measured on the same device, dtype and thread count 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 
@@ -13,15 +14,30 @@ from lightdl.ops import _backend
 # Iterations of the multiply-add loop per thread and call: ~1 ms at AVX-512's rate, ~5 ms
 # on the SSE2 baseline.
 _FMA_ITERS = 500_000
+# Buffer sizes (MiB) of the copy measurements: within a core's L2, within an L3, and beyond
+# every cache (the last is the headline figure, copy_gbs).
+COPY_MIB = (0.25, 4.0, 64.0)
 
 
 @dataclass
 class Limits:
-    copy_gbs: float  # GB/s of dst.copy_(src) (read + write counted)
+    copy_gbs: float  # GB/s of dst.copy_(src) (read + write counted), buffers beyond the caches
     gemm_gflops: float  # GFLOP/s of a square torch.mm
     # CPU float32: GFLOP/s of lightdl's register-only multiply-add loop in the vectors its
     # kernels use (csrc/cpu/fma_peak.cpp) on every thread; None where not measured.
     fma_gflops: float | None = None
+    # copy GB/s by buffer size in MiB (COPY_MIB); empty where only copy_gbs was measured
+    copy_by_mib: dict[float, float] = field(default_factory=dict)
+
+    def copy_bound(self, nbytes: float) -> float:
+        """The memory-bound limit of an op that moves `nbytes` (read + write): the copy whose
+        traffic is closest to it (log scale). An op whose data stays in cache is held against
+        a copy that stays in cache too: against the copy beyond the caches, eager activations
+        read 200% of the limit on an AMD EPYC."""
+        if not self.copy_by_mib or nbytes <= 0:
+            return self.copy_gbs
+        mib = min(self.copy_by_mib, key=lambda m: abs(math.log(2 * m * 2**20 / nbytes)))
+        return self.copy_by_mib[mib]
 
     @property
     def compute_gflops(self) -> float:
@@ -33,12 +49,19 @@ class Limits:
         out = {"copy_GBs": round(self.copy_gbs, 2), "gemm_GFLOPs": round(self.gemm_gflops, 2)}
         if self.fma_gflops is not None:
             out["fma_GFLOPs"] = round(self.fma_gflops, 2)
+        if self.copy_by_mib:
+            out["copy_GBs_by_MiB"] = {f"{m:g}": round(v, 2) for m, v in self.copy_by_mib.items()}
         return out
 
 
 def describe(limits: dict[str, float]) -> str:
     """One thread count's limits (a Limits.as_dict(), from a result file) as text."""
-    text = f"copy {limits['copy_GBs']:.1f} GB/s, GEMM {limits['gemm_GFLOPs']:.1f} GFLOP/s"
+    text = f"copy {limits['copy_GBs']:.1f} GB/s"
+    if limits.get("copy_GBs_by_MiB"):
+        sizes = limits["copy_GBs_by_MiB"]
+        text += (f" ({' / '.join(f'{v:.0f}' for v in sizes.values())} GB/s with "
+                 f"{' / '.join(sizes)} MiB buffers)")
+    text += f", GEMM {limits['gemm_GFLOPs']:.1f} GFLOP/s"
     if limits.get("fma_GFLOPs"):
         text += f", multiply-add peak {limits['fma_GFLOPs']:.1f} GFLOP/s"
     return text
@@ -57,18 +80,30 @@ def measure_fma_peak(repeats: int = 7) -> float | None:
 
 
 def measure_limits(device: str = "cpu", dtype: torch.dtype = torch.float32,
-                   copy_mib: int = 64, gemm_n: int = 1024, repeats: int = 7) -> Limits:
-    """Median copy bandwidth over a `copy_mib` MiB buffer (larger than the caches), median
+                   copy_mib: tuple[float, ...] = COPY_MIB, gemm_n: int = 1024,
+                   repeats: int = 7) -> Limits:
+    """Median copy bandwidth over buffers of each size in `copy_mib` (each timed call copies
+    ~64 MiB in all, so the small buffers are copied many times, staying in cache), median
     rate of an n x n x n matrix product and, on CPU in float32, the multiply-add peak."""
     es = torch.empty((), dtype=dtype).element_size()
-    src = torch.randn(copy_mib * 2**20 // es, device=device).to(dtype)
-    dst = torch.empty_like(src)
+    fns, moved = {}, {}
+    for mib in copy_mib:
+        src = torch.randn(int(mib * 2**20) // es, device=device).to(dtype)
+        dst = torch.empty_like(src)
+        times = max(1, round(max(copy_mib) / mib))
+
+        def copy(src=src, dst=dst, times=times) -> None:
+            for _ in range(times):
+                dst.copy_(src)
+        fns[mib] = copy
+        moved[mib] = 2 * src.numel() * es * times
     a = torch.randn(gemm_n, gemm_n, device=device).to(dtype)
     b = torch.randn(gemm_n, gemm_n, device=device).to(dtype)
     c = torch.empty(gemm_n, gemm_n, device=device, dtype=dtype)
     timer = Timer(device=device, warmup=2, repeats=repeats)
-    ms = timer.run({"copy": lambda: dst.copy_(src), "gemm": lambda: torch.mm(a, b, out=c)})
-    copy_gbs = 2 * src.numel() * es / (ms["copy"] * 1e-3) / 1e9
+    ms = timer.run({**{f"copy {m}": f for m, f in fns.items()},
+                    "gemm": lambda: torch.mm(a, b, out=c)})
+    by_mib = {m: moved[m] / (ms[f"copy {m}"] * 1e-3) / 1e9 for m in copy_mib}
     gemm = 2.0 * gemm_n**3 / (ms["gemm"] * 1e-3) / 1e9
     fma = measure_fma_peak(repeats) if device == "cpu" and dtype == torch.float32 else None
-    return Limits(copy_gbs, gemm, fma)
+    return Limits(by_mib[max(copy_mib)], gemm, fma, by_mib)

@@ -193,7 +193,7 @@ def _one_case(spec: OpSpec, text: str, shape: tuple, mode: str, n_threads: int, 
                 r.pct_of_limit = round(100 * r.rate / limits.compute_gflops, 1)
             elif nbytes:
                 r.rate, r.unit = round(nbytes / (t * 1e-3) / 1e9, 2), "GB/s"
-                r.pct_of_limit = round(100 * r.rate / limits.copy_gbs, 1)
+                r.pct_of_limit = round(100 * r.rate / limits.copy_bound(nbytes), 1)
     return [rows[i] for i in order if i in wanted or i == spec.reference]
 
 
