@@ -443,6 +443,27 @@ at::Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::Tensor& like) 
   return defined(b) ? as_compute(*b, like.scalar_type()) : at::zeros({n}, like.options());
 }
 
+// b_ih + b_hh in the compute type (zeros for an absent one). On CPU in our own loop: for a cell
+// (one step at batch 1) the dispatch of at::zeros and an ATen add cost about as much as the
+// step's kernel.
+at::Tensor summed_bias(const OptTensor& b_ih, const OptTensor& b_hh, int64_t n,
+                       const at::Tensor& like) {
+  const auto ct = like.scalar_type();
+  if (!like.is_cpu() || (ct != at::kFloat && ct != at::kDouble))
+    return bias_or_zeros(b_ih, n, like) + bias_or_zeros(b_hh, n, like);
+  at::Tensor out = at::empty({n}, like.options());
+  const at::Tensor a = defined(b_ih) ? as_compute(*b_ih, ct) : at::Tensor(),
+                   b = defined(b_hh) ? as_compute(*b_hh, ct) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(ct, "summed_bias", [&] {
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    const scalar_t *pa = a.defined() ? a.const_data_ptr<scalar_t>() : nullptr,
+                   *pb = b.defined() ? b.const_data_ptr<scalar_t>() : nullptr;
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = (pa ? pa[i] : scalar_t(0)) + (pb ? pb[i] : scalar_t(0));
+  });
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // LSTM
 
@@ -488,9 +509,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   // kept.
   const bool fold = fold_input(x);
   const int64_t K = chunk_steps(d.B, d.T, G, es);
-  at::Tensor gates =
-      at::empty({save ? d.T : (fold ? 1 : std::min(K, d.T)), d.B, G}, X.options());
-  const at::Tensor bias = bias_or_zeros(b_ih, G, X) + bias_or_zeros(b_hh, G, X);
+  // The fused step in inference keeps the gates and cell states in registers: none allocated.
+  const bool kept = save || !fused;
+  at::Tensor gates = at::empty(
+      kept ? at::IntArrayRef{save ? d.T : (fold ? 1 : std::min(K, d.T)), d.B, G} : at::IntArrayRef{0},
+      X.options());
+  const at::Tensor bias = summed_bias(b_ih, b_hh, G, X);
   at::Tensor h = fresh(h0, ct), c = fresh(c0, ct);
   at::Tensor y = at::empty({d.T, d.B, d.H}, X.options());
 #ifdef LIGHTDL_WITH_CUDA
@@ -512,7 +536,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     return {as_dtype(y, st), as_dtype(h, st), as_dtype(c, st), g, cs_all};
   }
 #endif
-  at::Tensor cs = at::empty({save ? d.T : 1, d.B, d.H}, X.options());
+  at::Tensor cs = at::empty(kept ? at::IntArrayRef{save ? d.T : 1, d.B, d.H} : at::IntArrayRef{0},
+                            X.options());
   const Lengths len(lengths, x.device());
   void *gp = gates.data_ptr(), *hp = h.data_ptr(), *cp = c.data_ptr(), *yp = y.data_ptr(),
        *csp = cs.data_ptr();
@@ -594,7 +619,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
     }
   }
   const auto st = x.scalar_type();
-  if (!save) gates = at::empty({0}, X.options()), cs = at::empty({0}, X.options());
+  if (kept && !save) gates = at::empty({0}, X.options()), cs = at::empty({0}, X.options());
   return {as_dtype(y, st), as_dtype(h, st), as_dtype(c, st), gates, cs};
 }
 
