@@ -438,6 +438,27 @@ void input_projection(at::Tensor& out, int64_t out_r0, const at::Tensor& X, cons
   at::mm_out(o, X.narrow(0, r0, n), WihT);
 }
 
+// One step of few rows on CPU (a cell, called once per step): packing the weights (W^T copies,
+// the fused step's or the step GEMM's pack) can cost more than the products it serves; such
+// calls run every product through at::mm on W^T as a view (MKL), with the pointwise kernels.
+// Measured on AMD EPYC Zen 5, one step, packed / in-place op time, 1 thread: GRU 1.12-6.1x at
+// batch 1-32 and hidden 32-256 (its packed path also copies W^T), but 0.96x at 4 steps of 8
+// rows and 0.70x at 8 of 4. LSTM (the fused step packs straight from the weights):
+// 1.07-4.0x at batch 1-4 from hidden 64 on ((I + H) x 4H weights of 18k floats and more) and
+// 1.31-1.47x at batch 8 from hidden 128 (74k and more), but 0.71-0.86x at hidden 32 and at
+// batch 8-32 of hidden 64.
+bool few_row_steps(const at::Tensor& x, const Dims& d, int gates) {
+  if (!x.is_cpu() || d.T != 1) return false;
+  if (gates == 3) return d.B <= 32;
+  const int64_t weights = (d.I + d.H) * gates * d.H;
+  return weights >= (1 << 14) && d.B <= (weights >= (1 << 16) ? 8 : 4);
+}
+
+// W^T: a view for few_row_steps, else a contiguous copy (see transposed).
+at::Tensor right_operand(const at::Tensor& w, at::ScalarType ct, bool few) {
+  return few ? as_compute(w, ct).t() : transposed(w, ct);
+}
+
 // An optional bias in the compute type; zeros when absent (the kernels always add one).
 at::Tensor bias_or_zeros(const OptTensor& b, int64_t n, const at::Tensor& like) {
   return defined(b) ? as_compute(*b, like.scalar_type()) : at::zeros({n}, like.options());
@@ -497,9 +518,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   const int64_t es = dbl ? 8 : 4, G = 4 * d.H;
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
   // The fused step packs its weights from w_ih and w_hh as they are; the other paths use W^T.
-  const bool fused = fused_step(x, ct);
-  const at::Tensor WihT = fused ? at::Tensor() : transposed(w_ih, ct),
-                   WhhT = fused ? at::Tensor() : transposed(w_hh, ct);
+  const bool few = few_row_steps(x, d, 4), fused = !few && fused_step(x, ct);
+  const at::Tensor WihT = fused ? at::Tensor() : right_operand(w_ih, ct, few),
+                   WhhT = fused ? at::Tensor() : right_operand(w_hh, ct, few);
 
   // gates[t] = [x_t | h] (W_ih | W_hh)^T per step (fold_input), or x_t W_ih^T as one GEMM per
   // chunk of K steps (issued just before the chunk's steps, so that they find it in cache) with
@@ -507,7 +528,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lstm(
   // activations the backward reads. Without `save` (inference) the gates live in a ring of the
   // steps in flight (one folded, K otherwise) that stays in cache, and the cell states are not
   // kept.
-  const bool fold = fold_input(x);
+  const bool fold = !few && fold_input(x);
   const int64_t K = chunk_steps(d.B, d.T, G, es);
   // The fused step in inference keeps the gates and cell states in registers: none allocated.
   const bool kept = save || !fused;
@@ -727,7 +748,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gru(const at::Tensor& x, const at
   const bool dbl = ct == at::kDouble;
   const int64_t es = dbl ? 8 : 4, G = 3 * d.H;
   const at::Tensor X = as_compute(x, ct).view({d.T * d.B, d.I});
-  const at::Tensor WihT = transposed(w_ih, ct), WhhT = transposed(w_hh, ct);
+  const bool few = few_row_steps(x, d, 3);
+  const at::Tensor WihT = right_operand(w_ih, ct, few), WhhT = right_operand(w_hh, ct, few);
   // xg = x W_ih^T, one GEMM per chunk of K steps (as for the LSTM); per step hg = h W_hh^T;
   // the kernel adds b_ih and b_hh (b_hn must stay apart from b_in: it is multiplied by r).
   const int64_t K = chunk_steps(d.B, d.T, G, es);

@@ -362,6 +362,31 @@ def test_cells_match_nn(kind, device):
             torch.testing.assert_close(g, w, rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("B, n_in, H", [(1, 1, 32), (1, 8, 64), (4, 8, 64), (8, 16, 128),
+                                        (1, 32, 256), (33, 8, 64)])
+def test_one_step_of_few_rows_or_many_matches_nn(kind, B, n_in, H):
+    """A cell's step runs its products on the weights in place at few rows and on packed
+    weights at many (csrc/rnn.cpp, few_row_steps): both sides of that rule, forward and the
+    gradients of every input, against torch.nn's cells."""
+    cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(n_in, H)
+    x = signal((B, n_in)).requires_grad_()
+    h = torch.randn(B, H, requires_grad=True)
+    c = torch.randn(B, H, requires_grad=True)
+    p = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    inputs = [x, h, c, *p] if kind == "lstm" else [x, h, *p]
+    results = []
+    for run in ("lightdl", "torch.nn"):
+        if kind == "lstm":
+            out = lstm_cell(x, h, c, *p) if run == "lightdl" else cell(x, (h, c))
+        else:
+            out = (gru_cell(x, h, *p),) if run == "lightdl" else (cell(x, h),)
+        grads = torch.autograd.grad([o.sum() * (k + 1) for k, o in enumerate(out)], inputs)
+        results.append([o.detach() for o in out] + list(grads))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_reference_backend_is_the_fallback():
     T, B, n_in, H = 6, 3, 2, 4
     x, h, c = signal((T, B, n_in)), torch.randn(B, H), torch.randn(B, H)
