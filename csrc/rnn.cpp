@@ -693,6 +693,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
             as_dtype(dW1[d.I + d.H].clone(), st)};
   }
 #endif
+  if (few_row_steps(x, d, 4)) {
+    // One step of few rows, as in the forward: the products on the weights as they are, and
+    // the weight gradients straight in their (G, .) layout (no packing, no accumulator and
+    // no transposed copies, each a pass over the weights).
+    at::Tensor dG = at::empty({d.B, G}, X3.options());
+    k.lstm_bwd(dbl, {gates.const_data_ptr(), cs.const_data_ptr(), C0.const_data_ptr(),
+                     gy.defined() ? gy.const_data_ptr() : nullptr, dh.data_ptr(), dc.data_ptr(),
+                     dG.data_ptr(), len.ptr, 0, d.B, d.H});
+    dh.addmm_(dG, Whh);
+    if (x_grad) {
+      at::Tensor dx2 = dx.view({d.B, d.I});
+      at::mm_out(dx2, dG, Wih);
+    }
+    const auto st = x.scalar_type();
+    return {as_dtype(dx, st), as_dtype(dh, st), as_dtype(dc, st),
+            as_dtype(at::mm(dG.t(), X3.view({d.B, d.I})), st), as_dtype(at::mm(dG.t(), H0), st),
+            as_dtype(dG.sum(0), st)};
+  }
   const int64_t P = row_block_count(x, d.B);
   const StepGemm recurrent(Whh, (d.B + P - 1) / P);
   // [dW_ih | dW_hh | db]^T per block of rows, summed at the end.
@@ -846,6 +864,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
             as_dtype(dWh[d.H].clone(), st)};
   }
 #endif
+  if (few_row_steps(x, d, 3)) {  // as in the LSTM backward above
+    at::Tensor dXg = at::empty({d.B, G}, X3.options()), dHg = at::empty({d.B, G}, X3.options());
+    k.gru_bwd(dbl, {saved.const_data_ptr(), H0.const_data_ptr(),
+                    gy.defined() ? gy.const_data_ptr() : nullptr, dh.data_ptr(), dXg.data_ptr(),
+                    dHg.data_ptr(), len.ptr, 0, d.B, d.H});
+    dh.addmm_(dHg, Whh);
+    if (x_grad) {
+      at::Tensor dx2 = dx.view({d.B, d.I});
+      at::mm_out(dx2, dXg, Wih);
+    }
+    const auto st = x.scalar_type();
+    return {as_dtype(dx, st), as_dtype(dh, st),
+            as_dtype(at::mm(dXg.t(), X3.view({d.B, d.I})), st), as_dtype(at::mm(dHg.t(), H0), st),
+            as_dtype(dXg.sum(0), st), as_dtype(dHg.sum(0), st)};
+  }
   const int64_t P = row_block_count(x, d.B);
   const StepGemm recurrent(Whh, (d.B + P - 1) / P);
   // [dW_ih | db_ih]^T and [dW_hh | db_hh]^T per block of rows, summed at the end.
