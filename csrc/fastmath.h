@@ -103,9 +103,11 @@ LIGHTDL_HD F clamp_sym(F x, float c) {
 // against float64 in tests/test_bias_act.py).
 // tanh(x) = num / den with den > 0, for callers that share one division among several
 // quotients (the LSTM/GRU gates, csrc/rnn_math.h).
+constexpr float kTanhClamp = 7.90531110763549805f;  // tanh_parts' num / den is +-1 from here
+
 template <typename F>
 LIGHTDL_HD void tanh_parts(F x, F& num, F& den) {
-  x = clamp_sym(x, 7.90531110763549805f);  // tanh is +-1 in float beyond
+  x = clamp_sym(x, kTanhClamp);
   const F z = x * x;
   F p = splat<F>(-2.76076847742355e-16f);
   p = p * z + 2.00018790482477e-13f;
@@ -126,6 +128,14 @@ LIGHTDL_HD float tanh(float x) {
   float num, den;
   tanh_parts(x, num, den);
   return num / den;
+}
+
+// v, an approximation of tanh(x) by other means than num / den (the LSTM's shared division),
+// set to exactly +-1 where tanh(x) is: from the clamp on, as tanh above.
+template <typename F>
+LIGHTDL_HD F tanh_saturated(F x, F v) {
+  v = x >= kTanhClamp ? splat<F>(1.f) : v;
+  return x <= -kTanhClamp ? splat<F>(-1.f) : v;
 }
 
 LIGHTDL_HD float erf(float x) {

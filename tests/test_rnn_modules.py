@@ -43,6 +43,20 @@ def _assert_close_all(got, want, tol):
         torch.testing.assert_close(g, w, rtol=tol, atol=tol * scale)
 
 
+def _as_accurate_as_torch(got, want, exact, tol):
+    """Each of our float32 results no further from the float64 result `exact` than 3x torch's
+    float32 result is, plus tol of the tensor's scale. Plain closeness to torch's float32
+    result fails now and then on weight gradients: where tanh saturates, its derivative
+    1 - y^2 is within rounding of 0 in both (fm::tanh is exactly 1 from 7.9, torch's from 9),
+    and inputs of ~50 multiply that difference (up to 3e-5 of the scale in 4000 random
+    cases)."""
+    for g, w, e in zip(got, want, exact, strict=True):
+        scale = max(1.0, w.abs().max().item() if w.numel() else 0.0)
+        err, torch_err = (g.double() - e).abs(), (w.double() - e).abs()
+        worst = (err - 3 * torch_err).max().item() if g.numel() else 0.0
+        assert worst <= tol * scale, f"{tuple(g.shape)}: {worst:.3g} beyond 3x torch's error"
+
+
 def _forward_backward(model, x, hx=None, **kw):
     model.zero_grad()
     out = model(x, hx, **kw) if hx is not None else model(x, **kw)
@@ -167,6 +181,8 @@ def test_cells_match_torch_nn(kind, device):
         h = torch.randn(B, H, device=device)
         hx = (h, torch.randn(B, H, device=device)) if kind == "lstm" else h
 
+        ref64 = copy.deepcopy(ref).double()
+
         def run(m, x=x, hx=hx):
             m.zero_grad()
             out = m(x, hx)
@@ -174,8 +190,12 @@ def test_cells_match_torch_nn(kind, device):
             sum((o * o).sum() for o in outs).backward()
             return [o.detach() for o in outs] + [p.grad for p in m.parameters()]
 
-        _assert_close_all(run(fused), run(ref), 2e-5)
-        _assert_close_all(run(fused, x[0], None), run(ref, x[0], None), 2e-5)  # unbatched
+        def f64(t):
+            return t if t is None else (tuple(map(f64, t)) if isinstance(t, tuple) else t.double())
+
+        for args in ((x, hx), (x[0], None)):  # batched; unbatched with zero state
+            _as_accurate_as_torch(run(fused, *args), run(ref, *args), run(ref64, *map(f64, args)),
+                                  1e-4)
 
 
 def test_unbatched_input_and_compile():
