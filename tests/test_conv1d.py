@@ -374,7 +374,14 @@ def test_weight_gradient_ignores_the_next_output_channel(path, dtype):
     w2 = w.detach().requires_grad_()
     (want,) = torch.autograd.grad(F.conv1d(x, w2), (w2,), g)
     assert torch.isfinite(gw[:2]).all() and not torch.isfinite(gw[2:]).any()
-    torch.testing.assert_close(gw[:2], want[:2])
+    # Each entry sums 26 products of inputs up to ~50 (signal's large values) in another order
+    # than oneDNN's: the difference is held to 8 eps of the sum of the products' magnitudes
+    # (the default tolerances failed now and then, 9e-5 at entries of ~18 in float32).
+    w3 = w.detach().requires_grad_()
+    (mag,) = torch.autograd.grad(F.conv1d(x.abs(), w3), (w3,),
+                                 torch.where(torch.isfinite(g), g, 0).abs())
+    eps = torch.finfo(dtype).eps
+    assert ((gw[:2] - want[:2]).abs() <= 8 * eps * mag[:2]).all()
 
 
 @pytest.mark.parametrize("path", FORCED, indirect=True)
