@@ -454,6 +454,19 @@ bool few_row_steps(const at::Tensor& x, const Dims& d, int gates) {
   return weights >= (1 << 14) && d.B <= (weights >= (1 << 16) ? 8 : 4);
 }
 
+// The backward of one step of few rows (few_row_steps): dh += dR W_hh, and dx = dX W_ih (dx
+// (1, B, I)) where asked for; dR, dX (B, G) are the gradients of the recurrent and the input
+// pre-activations (the same for the LSTM).
+void few_step_input_grads(at::Tensor& dh, at::Tensor& dx, const at::Tensor& dR,
+                          const at::Tensor& dX, const at::Tensor& Whh, const at::Tensor& Wih,
+                          bool x_grad) {
+  dh.addmm_(dR, Whh);
+  if (x_grad) {
+    at::Tensor dx2 = dx.view({dX.size(0), Wih.size(1)});
+    at::mm_out(dx2, dX, Wih);
+  }
+}
+
 // W^T: a view for few_row_steps, else a contiguous copy (see transposed).
 at::Tensor right_operand(const at::Tensor& w, at::ScalarType ct, bool few) {
   return few ? as_compute(w, ct).t() : transposed(w, ct);
@@ -701,11 +714,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     k.lstm_bwd(dbl, {gates.const_data_ptr(), cs.const_data_ptr(), C0.const_data_ptr(),
                      gy.defined() ? gy.const_data_ptr() : nullptr, dh.data_ptr(), dc.data_ptr(),
                      dG.data_ptr(), len.ptr, 0, d.B, d.H});
-    dh.addmm_(dG, Whh);
-    if (x_grad) {
-      at::Tensor dx2 = dx.view({d.B, d.I});
-      at::mm_out(dx2, dG, Wih);
-    }
+    few_step_input_grads(dh, dx, dG, dG, Whh, Wih, x_grad);
     const auto st = x.scalar_type();
     return {as_dtype(dx, st), as_dtype(dh, st), as_dtype(dc, st),
             as_dtype(at::mm(dG.t(), X3.view({d.B, d.I})), st), as_dtype(at::mm(dG.t(), H0), st),
@@ -869,11 +878,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     k.gru_bwd(dbl, {saved.const_data_ptr(), H0.const_data_ptr(),
                     gy.defined() ? gy.const_data_ptr() : nullptr, dh.data_ptr(), dXg.data_ptr(),
                     dHg.data_ptr(), len.ptr, 0, d.B, d.H});
-    dh.addmm_(dHg, Whh);
-    if (x_grad) {
-      at::Tensor dx2 = dx.view({d.B, d.I});
-      at::mm_out(dx2, dXg, Wih);
-    }
+    few_step_input_grads(dh, dx, dHg, dXg, Whh, Wih, x_grad);
     const auto st = x.scalar_type();
     return {as_dtype(dx, st), as_dtype(dh, st),
             as_dtype(at::mm(dXg.t(), X3.view({d.B, d.I})), st), as_dtype(at::mm(dHg.t(), H0), st),
