@@ -387,6 +387,48 @@ def test_one_step_of_few_rows_or_many_matches_nn(kind, B, n_in, H):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_few_rows_path_gradcheck_opcheck_and_edges(kind):
+    """One step of 2 rows at input 8 x hidden 64 is on the in-place side of few_row_steps for
+    both kinds (csrc/rnn.cpp): float64 gradcheck, opcheck of the op and its backward (with a
+    zero length), an empty batch, bfloat16 input and a non-contiguous weight."""
+    B, n_in, H = 2, 8, 64
+    op = torch.ops.lightdl.lstm if kind == "lstm" else torch.ops.lightdl.gru
+    fn = lstm if kind == "lstm" else gru
+    n_states = GATES[kind] - 2
+    x = signal((1, B, n_in), torch.float64).requires_grad_()
+    states = [torch.randn(B, H, dtype=torch.float64, requires_grad=True) for _ in range(n_states)]
+    params = [p.requires_grad_() for p in _weights(kind, n_in, H, torch.float64)]
+    lens = torch.tensor([1, 0])
+    assert torch.autograd.gradcheck(lambda *a: fn(*a, lengths=lens), (x, *states, *params),
+                                    fast_mode=True)
+    args32 = [t.detach().float().requires_grad_() for t in (x, *states, *params)]
+    torch.library.opcheck(op.default, (*args32, lens))
+    outs = op(*args32, lens)
+    y = outs[0].detach()
+    saved = [o.detach() for o in outs[n_states + 1:]]
+    inputs = [t.detach() for t in args32]
+    grads = (torch.randn_like(y), torch.randn(B, H)) + ((None,) if kind == "lstm" else ())
+    backward = torch.ops.lightdl.lstm_backward if kind == "lstm" else torch.ops.lightdl.gru_backward
+    torch.library.opcheck(backward.default, (*grads, *inputs[:n_states + 3], y, *saved, lens))
+    # empty batch
+    p32 = [p.detach().float() for p in params]
+    y0 = fn(torch.randn(1, 0, n_in), *[None] * n_states, *p32)[0]
+    assert y0.shape == (1, 0, H)
+    # bfloat16 input and weights: computed in float32, returned in bfloat16
+    xb, pb = x.detach().bfloat16(), [p.bfloat16() for p in p32]
+    yb = fn(xb, *[None] * n_states, *pb)[0]
+    ref = (lstm_reference if kind == "lstm" else gru_reference)(
+        xb.float(), *[torch.zeros(B, H)] * n_states, *[p.float() for p in pb])[0]
+    assert yb.dtype == torch.bfloat16
+    torch.testing.assert_close(yb.float(), ref, rtol=1e-2, atol=1e-2)
+    # a non-contiguous w_hh
+    w_hh = p32[1].t().contiguous().t()
+    assert not w_hh.is_contiguous()
+    torch.testing.assert_close(fn(x.detach().float(), *[None] * n_states, p32[0], w_hh, *p32[2:])[0],
+                               fn(x.detach().float(), *[None] * n_states, *p32)[0])
+
+
 def test_reference_backend_is_the_fallback():
     T, B, n_in, H = 6, 3, 2, 4
     x, h, c = signal((T, B, n_in)), torch.randn(B, H), torch.randn(B, H)
