@@ -77,15 +77,42 @@ def _grads(fn, x, w, b, g, **kw):
     return y.detach(), gx, gw, gb
 
 
+def _spread(x, w, gout, cfg):
+    """The input and weight gradients (float64) of a convolution of |x| with |w| whose output
+    gradient is gout (>= 0): how far per-output deviations gout can move grad_x and grad_w."""
+    kw = {k: cfg[k] for k in ("stride", "padding", "dilation", "groups")}
+    xa, wa = x.double().abs().requires_grad_(), w.double().abs().requires_grad_()
+    z = F.conv1d(xa, wa, None, **kw)
+    return torch.autograd.grad(z, (xa, wa), gout, materialize_grads=True)
+
+
 def _bounds(x, w, b, g, cfg):
     """Elementwise magnitude bounds (float64): |pre-activation| terms, and the gradients of an
     identity convolution with every term made positive; act' is at most 1.13 (gelu)."""
     kw = {k: cfg[k] for k in ("stride", "padding", "dilation", "groups")}
-    xa, wa = x.double().abs().requires_grad_(), w.double().abs().requires_grad_()
     ba = None if b is None else b.double().abs()
-    z = F.conv1d(xa, wa, ba, **kw)
-    gx, gw = torch.autograd.grad(z, (xa, wa), g.double().abs() * 1.13, materialize_grads=True)
-    return z.detach(), gx, gw
+    z = F.conv1d(x.double().abs(), w.double().abs(), ba, **kw)
+    gx, gw = _spread(x, w, g.double().abs() * 1.13, cfg)
+    return z, gx, gw
+
+
+def _kink_spread(x, w, b, g, cfg, act, alpha, zb):
+    """Extra tolerance of (out, grad_x, grad_w, grad_b) for relu/leaky_relu: a pre-activation
+    within the kernel's rounding of the kink (n eps of its terms' magnitude for a sum of n
+    terms) may land on either side of 0, and its act' then differs from the reference's by
+    the jump, spread by the weights into grad_x and by the input into grad_w. Seen once in
+    ~60 runs of the long-series case below (|z| 5e-8 of its terms' magnitude): 15 grad_x
+    elements (C K) off by g w."""
+    jump = {"relu": 1.0, "leaky_relu": abs(1 - alpha)}.get(act, 0.0)
+    if not jump or g.numel() == 0:
+        return (0, 0, 0, 0)
+    kw = {k: cfg[k] for k in ("stride", "padding", "dilation", "groups")}
+    z = F.conv1d(x.double(), w.double(), b.double(), **kw)
+    n = cfg["C"] // cfg["groups"] * cfg["K"] + 1
+    near = z.abs() <= n * torch.finfo(x.dtype).eps * zb
+    gk = g.double().abs() * near * jump
+    kx, kw_ = _spread(x, w, gk, cfg)
+    return (0, kx, kw_, gk.sum((0, 2)))
 
 
 def _check(cfg, act, dtype, device, alpha=0.2):
@@ -105,11 +132,12 @@ def _check(cfg, act, dtype, device, alpha=0.2):
     # The gradients also carry the pre-activation's error through act'' (at most ~1).
     bounds = (1.13 * zb + 1, (1 + zmax) * gxb + 1e-30, (1 + zmax) * gwb + 1e-30,
               (1 + zmax) * g.double().abs().sum((0, 2)) + 1e-30)
-    for name, a, r, bound in zip(("out", "grad_x", "grad_w", "grad_b"), got, want, bounds,
-                                 strict=True):
+    kink = _kink_spread(x, w, b, g, cfg, act, alpha, zb)
+    for name, a, r, bound, extra in zip(("out", "grad_x", "grad_w", "grad_b"), got, want, bounds,
+                                        kink, strict=True):
         assert a.dtype == dtype and a.shape == r.shape, name
         err = (a.double() - r).abs()
-        tol = rel * bound * 4
+        tol = rel * bound * 4 + extra
         if dtype in (torch.float16, torch.bfloat16):  # the result's own rounding
             tol = tol + r.abs() * rel + torch.finfo(dtype).smallest_normal
         if act in ("step", "sign") and name == "out":  # a pre-activation within rounding of 0
