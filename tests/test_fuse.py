@@ -13,7 +13,12 @@ from lightdl.nn.fuse import fused_layers
 def _same(a: nn.Module, b: nn.Module, x: torch.Tensor) -> None:
     a.eval()
     b.eval()
-    torch.testing.assert_close(a(x), b(x), rtol=1e-5, atol=1e-6)
+    want = a(x)
+    # float32 rounding in the layers (sums, normalisations that cancel) scales with the values'
+    # magnitude, not with each output: up to 3e-6 of max |output| in 300 random runs of the
+    # batch-norm stack below, 1.1e-6 absolute on an output of 4e-4 (an absolute 1e-6 failed 1
+    # run in 25).
+    torch.testing.assert_close(b(x), want, rtol=1e-5, atol=1e-5 * max(1.0, want.abs().max().item()))
 
 
 def test_sequential_stack_folds_activations():
