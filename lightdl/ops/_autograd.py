@@ -80,3 +80,13 @@ def below_autograd(op: Callable[..., Any], *args: Any) -> Any:
         return op(*args)
     with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
+
+
+def call(op: Callable[..., Any], *args: Any) -> Any:
+    """`op(*args)`, past the Autograd key (`below_autograd`) where autograd has nothing to
+    record: grad mode off, or no argument requiring grad, as the op's Autograd kernel would
+    decide, without the hop through it."""
+    if (not torch.compiler.is_compiling() and torch.is_grad_enabled()
+            and torch._C._any_requires_grad(*args)):
+        return op(*args)
+    return below_autograd(op, *args)

@@ -13,7 +13,7 @@ import torch
 
 from lightdl.ops import _backend
 from lightdl.ops._acts import apply_reference, check_act, grad_from_output
-from lightdl.ops._autograd import register_autograd
+from lightdl.ops._autograd import call, register_autograd
 from lightdl.ops._checks import autocast_active, check_float, check_like, check_tensor
 
 
@@ -48,7 +48,7 @@ def activation(x: torch.Tensor, act: str, alpha: float = 0.01) -> torch.Tensor:
     check_act(act, "activation")
     alpha = check_float(alpha, "alpha", "activation")
     if _backend.use_native(x):
-        return torch.ops.lightdl.activation(x, act, alpha)
+        return call(torch.ops.lightdl.activation, x, act, alpha)
     return activation_reference(x, act, alpha)
 
 
@@ -73,7 +73,7 @@ def bias_act(x: torch.Tensor, bias: torch.Tensor, act: str, alpha: float = 0.01)
     check_act(act, "bias_act")
     alpha = check_float(alpha, "alpha", "bias_act")
     if _backend.use_native(x):
-        return torch.ops.lightdl.bias_act(x, bias, act, alpha)
+        return call(torch.ops.lightdl.bias_act, x, bias, act, alpha)
     return bias_act_reference(x, bias, act, alpha)
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from lightdl.ops import _backend
 from lightdl.ops._acts import apply_reference, check_act, grad_from_output
-from lightdl.ops._autograd import register_autograd
+from lightdl.ops._autograd import call, register_autograd
 from lightdl.ops._checks import check_float, check_int, check_like, check_tensor
 
 _OP = "fused_conv1d"
@@ -129,8 +129,8 @@ def fused_conv1d(
         x = x.unsqueeze(0)
     if extra:
         x = F.pad(x, (0, extra))
-    out = torch.ops.lightdl.fused_conv1d(x, weight, bias, stride, left, dilation, groups, act,
-                                         alpha)[0]
+    out = call(torch.ops.lightdl.fused_conv1d, x, weight, bias, stride, left, dilation, groups,
+               act, alpha)[0]
     return out.squeeze(0) if unbatched else out
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from lightdl.ops import _backend
 from lightdl.ops._acts import apply_reference, check_act, grad_from_output
-from lightdl.ops._autograd import register_autograd
+from lightdl.ops._autograd import call, register_autograd
 from lightdl.ops._checks import check_float, check_like, check_tensor
 
 
@@ -64,7 +64,7 @@ def fused_linear(
     check_act(act, op)
     alpha = check_float(alpha, "alpha", op)
     if _backend.use_native(x):
-        return torch.ops.lightdl.fused_linear(x, weight, bias, act, alpha)[0]
+        return call(torch.ops.lightdl.fused_linear, x, weight, bias, act, alpha)[0]
     return fused_linear_reference(x, weight, bias, act, alpha)
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from lightdl.ops import _backend
 from lightdl.ops._acts import check_act
-from lightdl.ops._autograd import register_autograd
+from lightdl.ops._autograd import call, register_autograd
 from lightdl.ops._checks import check_float, check_tensor
 from lightdl.ops.pool import _check as _check_pool
 from lightdl.ops.pool import act_pool1d_reference
@@ -105,8 +105,8 @@ def batch_norm_act_pool1d(
         return batch_norm_act_pool1d_reference(x, running_mean, running_var, weight, bias,
                                                training, momentum, eps, act, pool, k, s, p, alpha)
     batch_stats = training or running_mean is None
-    out, mean, var = torch.ops.lightdl.bn_act_pool1d(x, weight, bias, running_mean, running_var,
-                                                     batch_stats, eps, act, pool, k, s, p, alpha)
+    out, mean, var = call(torch.ops.lightdl.bn_act_pool1d, x, weight, bias, running_mean,
+                          running_var, batch_stats, eps, act, pool, k, s, p, alpha)
     if training and running_mean is not None:
         with torch.no_grad():
             n = x.shape[0] * x.shape[2]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from lightdl.ops import _backend
 from lightdl.ops._acts import apply_reference, check_act
-from lightdl.ops._autograd import register_autograd
+from lightdl.ops._autograd import call, register_autograd
 from lightdl.ops._checks import check_float, check_int, check_tensor
 
 _OP = "act_pool1d"
@@ -73,8 +73,8 @@ def act_pool1d(x: torch.Tensor, act: str = "identity", pool: str = "max", kernel
     if not _backend.use_native(x):
         return act_pool1d_reference(x, act, pool, k, s, p, alpha)
     if x.dim() == 2:
-        return torch.ops.lightdl.act_pool1d(x.unsqueeze(0), act, pool, k, s, p, alpha).squeeze(0)
-    return torch.ops.lightdl.act_pool1d(x, act, pool, k, s, p, alpha)
+        return call(torch.ops.lightdl.act_pool1d, x.unsqueeze(0), act, pool, k, s, p, alpha).squeeze(0)
+    return call(torch.ops.lightdl.act_pool1d, x, act, pool, k, s, p, alpha)
 
 
 def _register() -> None:
