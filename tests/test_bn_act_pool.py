@@ -61,6 +61,12 @@ def _close(a, ref, dtype, what):
     assert (err <= bound).all(), f"{what}: max err {err.max().item()}"
 
 
+def _z(x, w, b, rm, rv, training) -> torch.Tensor:
+    """The batch norm's output (the act's input) in float64, from float64 statistics."""
+    return F.batch_norm(x.double(), rm.double().clone(), rv.double().clone(), w.double(),
+                        b.double(), training, 0.1, 1e-5)
+
+
 def _near_tie(x, w, b, rm, rv, training, act, k, s, p) -> bool:
     """Whether some max window's two largest act(z) (float64 reference) differ, but by less
     than float32 z (computed from float32 statistics, with a shift of order 1) can resolve:
@@ -74,9 +80,7 @@ def _near_tie(x, w, b, rm, rv, training, act, k, s, p) -> bool:
     Thresholds: 1e-6 of 1 + |z| (float32 z), 1e-14 (float64: ~45 eps)."""
     if k < 2:
         return False
-    z = F.batch_norm(x.double(), rm.double().clone(), rv.double().clone(), w.double(),
-                     b.double(), training, 0.1, 1e-5)
-    z.requires_grad_()
+    z = _z(x, w, b, rm, rv, training).requires_grad_()
     act_z = apply_reference(z, act, 0.01)
     (slope,) = torch.autograd.grad(act_z.sum(), z)
     a = F.pad(act_z.detach(), (p, p), value=float("-inf")).unfold(2, k, s)
@@ -100,15 +104,9 @@ def _near_kink(x, w, b, rm, rv, training, act) -> bool:
     two terms, (x - mean) invstd w and b."""
     if act not in ("relu", "leaky_relu"):
         return False
-    xd = x.double()
-    if training:
-        mean, var = xd.mean((0, 2)), xd.var((0, 2), unbiased=False)
-    else:
-        mean, var = rm.double(), rv.double()
-    scaled = (xd - mean[:, None]) * (var[:, None] + 1e-5).rsqrt() * w.double()[:, None]
-    z = scaled + b.double()[:, None]
+    z, bd = _z(x, w, b, rm, rv, training), b.double()[:, None]
     rel = 1e-14 if x.dtype == torch.float64 else 1e-6
-    return bool((z.abs() < rel * (1 + scaled.abs() + b.double().abs()[:, None])).any())
+    return bool((z.abs() < rel * (1 + (z - bd).abs() + bd.abs())).any())
 
 
 @pytest.mark.parametrize("device", DEVICES)

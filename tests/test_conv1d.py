@@ -96,7 +96,7 @@ def _bounds(x, w, b, g, cfg):
     return z, gx, gw
 
 
-def _kink_spread(x, w, b, g, cfg, act, alpha, zb):
+def _kink_spread(x, w, g, cfg, act, alpha, z, zb):
     """Extra tolerance of (out, grad_x, grad_w, grad_b) for relu/leaky_relu: a pre-activation
     within the kernel's rounding of the kink (n eps of its terms' magnitude for a sum of n
     terms) may land on either side of 0, and its act' then differs from the reference's by
@@ -106,8 +106,6 @@ def _kink_spread(x, w, b, g, cfg, act, alpha, zb):
     jump = {"relu": 1.0, "leaky_relu": abs(1 - alpha)}.get(act, 0.0)
     if not jump or g.numel() == 0:
         return (0, 0, 0, 0)
-    kw = {k: cfg[k] for k in ("stride", "padding", "dilation", "groups")}
-    z = F.conv1d(x.double(), w.double(), b.double(), **kw)
     n = cfg["C"] // cfg["groups"] * cfg["K"] + 1
     near = z.abs() <= n * torch.finfo(x.dtype).eps * zb
     gk = g.double().abs() * near * jump
@@ -132,7 +130,9 @@ def _check(cfg, act, dtype, device, alpha=0.2):
     # The gradients also carry the pre-activation's error through act'' (at most ~1).
     bounds = (1.13 * zb + 1, (1 + zmax) * gxb + 1e-30, (1 + zmax) * gwb + 1e-30,
               (1 + zmax) * g.double().abs().sum((0, 2)) + 1e-30)
-    kink = _kink_spread(x, w, b, g, cfg, act, alpha, zb)
+    z = F.conv1d(x.double(), w.double(), b.double(), cfg["stride"], cfg["padding"],
+                 cfg["dilation"], cfg["groups"])  # the exact pre-activation of these inputs
+    kink = _kink_spread(x, w, g, cfg, act, alpha, z, zb)
     for name, a, r, bound, extra in zip(("out", "grad_x", "grad_w", "grad_b"), got, want, bounds,
                                         kink, strict=True):
         assert a.dtype == dtype and a.shape == r.shape, name
@@ -141,8 +141,6 @@ def _check(cfg, act, dtype, device, alpha=0.2):
         if dtype in (torch.float16, torch.bfloat16):  # the result's own rounding
             tol = tol + r.abs() * rel + torch.finfo(dtype).smallest_normal
         if act in ("step", "sign") and name == "out":  # a pre-activation within rounding of 0
-            z = F.conv1d(x.double(), w.double(), b.double(), cfg["stride"], cfg["padding"],
-                         cfg["dilation"], cfg["groups"])
             err = torch.where(z.abs() > 1e3 * rel * zb, err, 0)
         if not (err <= tol).all():
             i = (err / tol).flatten().argmax()

@@ -258,7 +258,7 @@ def test_cpu_autocast_like_torch_nn():
         y.float().sum().backward()
         assert fused.weight_ih_l0.grad.dtype == torch.float32
         # Without autograd the op is called past its autograd kernel (ops/_autograd.py,
-        # below_autograd): autocast must still apply there.
+        # call): autocast must still apply there.
         for mode in (torch.no_grad, torch.inference_mode):
             with mode(), torch.autocast("cpu", dtype=torch.bfloat16):
                 y_off, _ = fused(x)

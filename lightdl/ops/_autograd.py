@@ -71,22 +71,14 @@ def register_autograd(qualname: str, backward: Callable[..., Any],
     _LIBS[namespace].impl(name, kernel, "Autograd", with_keyset=True)
 
 
-def below_autograd(op: Callable[..., Any], *args: Any) -> Any:
-    """`op(*args)` dispatched past the Autograd key, for a call that needs no autograd (grad
-    mode off, or no input requiring grad): the Autograd kernel above, a Python function,
-    would only redispatch, at ~3.3 us a call (a cell step at batch 1 takes ~15). Not while
-    torch.compile traces: it sees the op as usual."""
-    if torch.compiler.is_compiling():
+
+def call(op: Callable[..., Any], *args: Any) -> Any:
+    """`op(*args)`, dispatched past the Autograd key where autograd has nothing to record
+    (grad mode off, or no argument requiring grad), as the op's Autograd kernel would decide:
+    that kernel, a Python function, would only redispatch, at ~3.3 us a call (a cell step at
+    batch 1 takes ~15). Not while torch.compile traces: it sees the op as usual."""
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled()
+                                         and torch._C._any_requires_grad(*args)):
         return op(*args)
     with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
-
-
-def call(op: Callable[..., Any], *args: Any) -> Any:
-    """`op(*args)`, past the Autograd key (`below_autograd`) where autograd has nothing to
-    record: grad mode off, or no argument requiring grad, as the op's Autograd kernel would
-    decide, without the hop through it."""
-    if (not torch.compiler.is_compiling() and torch.is_grad_enabled()
-            and torch._C._any_requires_grad(*args)):
-        return op(*args)
-    return below_autograd(op, *args)

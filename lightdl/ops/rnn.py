@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lightdl.ops import _backend
-from lightdl.ops._autograd import below_autograd, register_autograd
+from lightdl.ops._autograd import call, register_autograd
 from lightdl.ops._checks import check_like, check_tensor
 
 Lengths = torch.Tensor | Sequence[int] | None
@@ -165,11 +165,6 @@ def _needs_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _call(save: bool, op, *args):
-    """The compiled op; past its autograd kernel where autograd has nothing to record."""
-    return op(*args) if save else below_autograd(op, *args)
-
-
 def lstm(
     x: torch.Tensor,
     h0: torch.Tensor | None,
@@ -200,8 +195,8 @@ def lstm(
     lengths = _as_lengths(lengths, op, x.shape[1], x.shape[0])
     if _backend.use_native(x):
         save = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-        return tuple(_call(save, torch.ops.lightdl.lstm, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                           lengths, save)[:3])
+        return tuple(call(torch.ops.lightdl.lstm, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
+                          save)[:3])
     return lstm_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
 
 
@@ -230,8 +225,8 @@ def gru(
     lengths = _as_lengths(lengths, op, x.shape[1], x.shape[0])
     if _backend.use_native(x):
         save = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-        return tuple(_call(save, torch.ops.lightdl.gru, x, h0, w_ih, w_hh, b_ih, b_hh, lengths,
-                           save)[:2])
+        return tuple(call(torch.ops.lightdl.gru, x, h0, w_ih, w_hh, b_ih, b_hh, lengths,
+                          save)[:2])
     return gru_reference(x, h0, w_ih, w_hh, b_ih, b_hh, lengths)
 
 
@@ -264,8 +259,8 @@ def lstm_cell(
     c = x.new_zeros((x.shape[0], H)) if c is None else c
     if _backend.use_native(x):
         save = _needs_grad(x, h, c, w_ih, w_hh, b_ih, b_hh)
-        _, h1, c1, _, _ = _call(save, torch.ops.lightdl.lstm, x[None], h, c, w_ih, w_hh, b_ih,
-                                b_hh, None, save)
+        _, h1, c1, _, _ = call(torch.ops.lightdl.lstm, x[None], h, c, w_ih, w_hh, b_ih, b_hh,
+                               None, save)
     else:
         h1, c1 = lstm_cell_reference(x, h, c, w_ih, w_hh, b_ih, b_hh)
     return (h1[0], c1[0]) if unbatched else (h1, c1)
@@ -287,7 +282,7 @@ def gru_cell(
     h = x.new_zeros((x.shape[0], H)) if h is None else h
     if _backend.use_native(x):
         save = _needs_grad(x, h, w_ih, w_hh, b_ih, b_hh)
-        h1 = _call(save, torch.ops.lightdl.gru, x[None], h, w_ih, w_hh, b_ih, b_hh, None, save)[1]
+        h1 = call(torch.ops.lightdl.gru, x[None], h, w_ih, w_hh, b_ih, b_hh, None, save)[1]
     else:
         h1 = gru_cell_reference(x, h, w_ih, w_hh, b_ih, b_hh)
     return h1[0] if unbatched else h1
