@@ -25,6 +25,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <iterator>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -249,6 +251,22 @@ class StepGemm {
     cpu::step_gemm({own_.const_data_ptr<float>(), static_cast<const float*>(A0), lda0, k0,
                     static_cast<const float*>(A1), lda1, W_.size(0) - k0, static_cast<float*>(C),
                     ldc, rows, W_.size(1), accumulate});
+  }
+
+  // C += A W as above, bringing `next` (up to three ranges of memory) into L2 meanwhile where
+  // lightdl's step GEMM runs. The backward loops pass what the next (earlier) step's pointwise
+  // kernel reads: its saved gates, previous state and output gradient, written by the forward
+  // long before and by then in L3 or memory. The kernel stalled on those loads: at batch 64 x
+  // hidden 64 it took 4.5 us per step over 200 steps against 1.9 us over 8 (its data still in
+  // L2); the GEMM's FMAs hide the misses, and 2.2 us is left.
+  void accumulate_then(void* C, int64_t ldc, const void* A, int64_t lda, int64_t rows,
+                       std::initializer_list<cpu::PrefetchRange> next) const {
+    if (!own_.defined() || rows == 0) return (*this)(C, ldc, A, lda, rows, true);
+    cpu::StepGemmArgs a{own_.const_data_ptr<float>(), static_cast<const float*>(A), lda,
+                        W_.size(0), nullptr, 0, 0, static_cast<float*>(C), ldc, rows,
+                        W_.size(1), true};
+    std::copy_n(next.begin(), std::min<size_t>(next.size(), std::size(a.pf)), a.pf);
+    cpu::step_gemm(a);
   }
 
  private:
@@ -758,7 +776,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                          rows_at(csp, t, r0, d.B, d.H, es), cprev,
                          rows_at(gyp, t, r0, d.B, d.H, es), dhr,
                          row_ptr(dcp, r0, d.H, es), dgt, len_rows(len.ptr, r0), t, n, d.H});
-        recurrent(dhr, d.H, dgt, G, n, true);
+        if (t > 0) {  // what step t - 1's kernel reads that step t's did not
+          recurrent.accumulate_then(
+              dhr, d.H, dgt, G, n,
+              {{rows_at(gp, t - 1, r0, d.B, G, es), n * G * es},
+               {t > 1 ? rows_at(csp, t - 2, r0, d.B, d.H, es) : row_ptr(c0p, r0, d.H, es),
+                n * d.H * es},
+               {rows_at(gyp, t - 1, r0, d.B, d.H, es), gyp ? n * d.H * es : 0}});
+        } else {
+          recurrent(dhr, d.H, dgt, G, n, true);
+        }
       }
       const at::Tensor g2 = dG.narrow(0, 0, (c1 - c0) * n);
       grad_gemm(acc, L.fill(X3, H0, Y3, c0, c1, r0, n), g2);
@@ -926,7 +953,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                         hprev,
                         rows_at(gyp, t, r0, d.B, d.H, es), dhr, dxgt,
                         dhgt, len_rows(len.ptr, r0), t, n, d.H});
-        recurrent(dhr, d.H, dhgt, G, n, true);
+        if (t > 0) {  // step t - 1's rows, as in the LSTM backward
+          recurrent.accumulate_then(
+              dhr, d.H, dhgt, G, n,
+              {{rows_at(sp, t - 1, r0, d.B, 4 * d.H, es), n * 4 * d.H * es},
+               {t > 1 ? rows_at(Yp, t - 2, r0, d.B, d.H, es) : row_ptr(h0p, r0, d.H, es),
+                n * d.H * es},
+               {rows_at(gyp, t - 1, r0, d.B, d.H, es), gyp ? n * d.H * es : 0}});
+        } else {
+          recurrent(dhr, d.H, dhgt, G, n, true);
+        }
       }
       const int64_t m = (c1 - c0) * n;
       const at::Tensor gx2 = dXg.narrow(0, 0, m), gh2 = dHg.narrow(0, 0, m);

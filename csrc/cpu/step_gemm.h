@@ -20,6 +20,12 @@ namespace cpu {
 // panel padded with zeros, and only 2 vectors wide when at most that many columns are left),
 // each stored row by row (k0 + k1 rows of a panel's width).
 
+// A range of memory that step_gemm brings into L2 while it computes (see StepGemmArgs::pf).
+struct PrefetchRange {
+  const void* p = nullptr;
+  int64_t bytes = 0;
+};
+
 struct StepGemmArgs {
   const float* w;      // packed W (step_gemm_pack)
   const float* a0;     // rows of the left operand's columns [0, k0), at a0 + r lda0
@@ -31,6 +37,9 @@ struct StepGemmArgs {
   int64_t m, n;        // rows, and columns of C
   bool accumulate;     // C += ... rather than C = ...
   int64_t ka = 1;      // the left operand's column stride (lda is its row stride)
+  // Memory the caller reads next, brought into L2 a cache line at a time, spread over the
+  // product's inner iterations (its FMAs hide the misses): the backward loops' next step.
+  PrefetchRange pf[3] = {};
 };
 
 // Whether step_gemm runs on this host (the instruction set chosen is AVX2, or AVX-512 on a

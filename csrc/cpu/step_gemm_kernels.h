@@ -52,11 +52,47 @@ inline void store_n(float* p, const V& v, int64_t n) {
 // *p - 0 is exact, so GCC leaves just the broadcast.)
 inline V broadcast(const float* p) { return *p - V{}; }
 
+// Walks StepGemmArgs::pf a few cache lines per call of step(): as many per inner iteration of
+// the product as cover the ranges over all of its iterations.
+class Prefetcher {
+ public:
+  Prefetcher(const StepGemmArgs& a, int64_t iterations) : a_(a) {
+    int64_t lines = 0;
+    for (const PrefetchRange& r : a.pf) lines += (r.bytes + kLine - 1) / kLine;
+    per_step_ = (lines + iterations - 1) / std::max<int64_t>(iterations, 1);
+    next_range();
+  }
+  bool any() const { return range_ < kRanges; }
+  inline void step() {
+    for (int64_t i = 0; i < per_step_ && range_ < kRanges; ++i) {
+      __builtin_prefetch(p_, 0, 2);  // into L2 (L1 holds the panel slice)
+      p_ += kLine;
+      if (p_ >= end_) ++range_, next_range();
+    }
+  }
+
+ private:
+  static constexpr int64_t kLine = 64;
+  static constexpr int kRanges = sizeof(StepGemmArgs::pf) / sizeof(PrefetchRange);
+  void next_range() {
+    for (; range_ < kRanges && a_.pf[range_].bytes <= 0; ++range_) {}
+    if (range_ == kRanges) return;
+    p_ = static_cast<const char*>(a_.pf[range_].p);
+    end_ = p_ + a_.pf[range_].bytes;
+  }
+  const StepGemmArgs& a_;
+  int64_t per_step_ = 0;
+  int range_ = 0;
+  const char *p_ = nullptr, *end_ = nullptr;
+};
+
 // acc[r][q] += A[r][k] w[k][q] over k < K; A[r][k] at a + r lda + k ka; w: Q vectors per k.
-template <int R, int Q>
+// With a prefetcher (PF), each k also issues its share of the prefetches.
+template <int R, int Q, bool PF = false>
 inline void accumulate(V (&acc)[R][Q], const float* a, int64_t lda, int64_t ka, const float* w,
-                       int64_t K) {
+                       int64_t K, Prefetcher* pf = nullptr) {
   for (int64_t k = 0; k < K; ++k, w += Q * L, a += ka) {
+    if constexpr (PF) pf->step();
     V wq[Q];
 #pragma GCC unroll 4
     for (int q = 0; q < Q; ++q) wq[q] = load_as<V>(w + q * L);
@@ -85,9 +121,9 @@ template <int R, int Q>
 
 // Rows [r0, r0 + R) by the panel at column j0 (packed at wp, Q vectors wide), nv valid
 // columns (<= Q L), over the left operand's columns [kb, ke).
-template <int R, int Q>
+template <int R, int Q, bool PF>
 void tile(const StepGemmArgs& a, const float* wp, int64_t r0, int64_t j0, int64_t nv, int64_t kb,
-          int64_t ke) {
+          int64_t ke, Prefetcher* pf) {
   // Each slice sums into zeroed registers and is then added to C, rather than carrying on
   // from C: a weight gradient sums K = every step's rows (tens of thousands), and one running
   // float32 sum per element drifted ~K/2 ulp (4e-4 of the scale against torch.nn's 1e-6, GRU
@@ -97,11 +133,12 @@ void tile(const StepGemmArgs& a, const float* wp, int64_t r0, int64_t j0, int64_
   const bool add = a.accumulate || kb > 0;
   const int64_t e0 = std::min(ke, a.k0);  // the columns of A0 in [kb, ke), then those of A1
   if (kb < e0)
-    accumulate<R>(acc, a.a0 + r0 * a.lda0 + kb * a.ka, a.lda0, a.ka, wp + kb * Q * L, e0 - kb);
+    accumulate<R, Q, PF>(acc, a.a0 + r0 * a.lda0 + kb * a.ka, a.lda0, a.ka, wp + kb * Q * L,
+                         e0 - kb, pf);
   const int64_t b1 = std::max(kb, a.k0);
   if (b1 < ke)
-    accumulate<R>(acc, a.a1 + r0 * a.lda1 + (b1 - a.k0) * a.ka, a.lda1, a.ka, wp + b1 * Q * L,
-                  ke - b1);
+    accumulate<R, Q, PF>(acc, a.a1 + r0 * a.lda1 + (b1 - a.k0) * a.ka, a.lda1, a.ka,
+                         wp + b1 * Q * L, ke - b1, pf);
   if (nv < Q * L) return store_part<R, Q>(a, acc, r0, j0, nv, add);
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r)
@@ -134,12 +171,12 @@ constexpr int kHalfRows = 2 * kRows;
 constexpr int64_t kSliceBytes = 24576;
 
 // The rows [r, r + n), n <= R, in one tile of that many.
-template <int R, int Q>
+template <int R, int Q, bool PF>
 void rows_tile(const StepGemmArgs& a, const float* wp, int64_t r, int64_t n, int64_t j0,
-               int64_t nv, int64_t kb, int64_t ke) {
+               int64_t nv, int64_t kb, int64_t ke, Prefetcher* pf) {
   if constexpr (R > 0) {
-    if (n == R) return tile<R, Q>(a, wp, r, j0, nv, kb, ke);
-    rows_tile<R - 1, Q>(a, wp, r, n, j0, nv, kb, ke);
+    if (n == R) return tile<R, Q, PF>(a, wp, r, j0, nv, kb, ke, pf);
+    rows_tile<R - 1, Q, PF>(a, wp, r, n, j0, nv, kb, ke, pf);
   }
 }
 
@@ -156,28 +193,43 @@ inline int64_t tile_rows(int64_t m, int64_t r, int64_t rows = kRows) {
 }
 
 // One panel of Q vectors' width (K rows packed at wp) in tiles of R rows.
-template <int R, int Q>
-void panel(const StepGemmArgs& a, const float* wp, int64_t j0, int64_t nv) {
+template <int R, int Q, bool PF>
+void panel(const StepGemmArgs& a, const float* wp, int64_t j0, int64_t nv, Prefetcher* pf) {
   const int64_t K = a.k0 + a.k1, max_slice = kSliceBytes / (Q * L * int64_t(sizeof(float)));
   const int64_t slices = (K + max_slice - 1) / max_slice, slice = (K + slices - 1) / slices;
   for (int64_t kb = 0; kb < K; kb += slice) {
     const int64_t ke = std::min(K, kb + slice);
     for (int64_t r = 0, n; r < a.m; r += n) {
       n = tile_rows(a.m, r, R);
-      if (n == R) tile<R, Q>(a, wp, r, j0, nv, kb, ke);
-      else rows_tile<R, Q>(a, wp, r, n, j0, nv, kb, ke);
+      if (n == R) tile<R, Q, PF>(a, wp, r, j0, nv, kb, ke, pf);
+      else rows_tile<R, Q, PF>(a, wp, r, n, j0, nv, kb, ke, pf);
     }
   }
 }
 
-void step_gemm(const StepGemmArgs& a) {
+template <bool PF>
+void panels(const StepGemmArgs& a, Prefetcher* pf) {
   const int64_t K = a.k0 + a.k1;
   for (int64_t j0 = 0; j0 < a.n; j0 += P) {
     const float* wp = a.w + j0 * K;  // panel j0 / P (all panels before it are full width)
     const int64_t nv = std::min(P, a.n - j0);
-    if (nv <= P / 2) panel<kHalfRows, 2>(a, wp, j0, nv);
-    else panel<kRows, 4>(a, wp, j0, nv);
+    if (nv <= P / 2) panel<kHalfRows, 2, PF>(a, wp, j0, nv, pf);
+    else panel<kRows, 4, PF>(a, wp, j0, nv, pf);
   }
+}
+
+void step_gemm(const StepGemmArgs& a) {
+  // The inner iterations: each panel's tiles of rows (about: tile_rows may merge the last
+  // two) run all K columns.
+  const int64_t K = a.k0 + a.k1;
+  int64_t iterations = 0;
+  for (int64_t j0 = 0; j0 < a.n; j0 += P) {
+    const int64_t rows = a.n - j0 <= P / 2 ? kHalfRows : kRows;
+    iterations += (a.m + rows - 1) / rows * K;
+  }
+  Prefetcher pf(a, iterations);
+  if (pf.any()) panels<true>(a, &pf);
+  else panels<false>(a, nullptr);
 }
 
 }  // namespace step_gemm_kernel
