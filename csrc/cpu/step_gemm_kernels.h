@@ -11,7 +11,7 @@
 //   two; 0.91-0.98x at hidden 256 with batch 128 on one thread (MKL's kernel at its best),
 //   0.99-1.21x with 64 rows per thread. The weight gradients came later and were measured on
 //   Zen 5 capped at AVX2 only (LIGHTDL_CPU_ISA=avx2, cpu-amd-avx512/avx2-capped/rnn.md:
-//   forward+backward 1.06-1.19x on one thread, 0.96-1.23x on two).
+//   forward+backward 1.12-1.21x on one thread, 1.10-1.28x on two).
 // - AVX-512, AMD EPYC Zen 5 (cpu-amd-avx512/rnn.md, per step and weight gradients), where MKL
 //   runs its AVX2 kernels: 1.31-2.29x on every shape, 1 and 2 threads. The tiles run at about
 //   the core's FMA peak there (~250 GFLOP/s measured with a register-only FMA loop).
