@@ -245,12 +245,16 @@ class StepGemm {
 
   // The same with A = [A0 | A1]: its first k0 columns in rows at A0, the rest in rows at A1
   // (split_left() only).
+  // `next`: see accumulate_then.
   void operator()(void* C, int64_t ldc, const void* A0, int64_t lda0, int64_t k0, const void* A1,
-                  int64_t lda1, int64_t rows, bool accumulate) const {
+                  int64_t lda1, int64_t rows, bool accumulate,
+                  std::initializer_list<cpu::PrefetchRange> next = {}) const {
     TORCH_INTERNAL_ASSERT(own_.defined());
-    cpu::step_gemm({own_.const_data_ptr<float>(), static_cast<const float*>(A0), lda0, k0,
-                    static_cast<const float*>(A1), lda1, W_.size(0) - k0, static_cast<float*>(C),
-                    ldc, rows, W_.size(1), accumulate});
+    cpu::StepGemmArgs a{own_.const_data_ptr<float>(), static_cast<const float*>(A0), lda0, k0,
+                        static_cast<const float*>(A1), lda1, W_.size(0) - k0,
+                        static_cast<float*>(C), ldc, rows, W_.size(1), accumulate};
+    std::copy_n(next.begin(), std::min<size_t>(next.size(), std::size(a.pf)), a.pf);
+    cpu::step_gemm(a);
   }
 
   // C += A W as above, bringing `next` (up to three ranges of memory) into L2 meanwhile where
@@ -262,11 +266,7 @@ class StepGemm {
   void accumulate_then(void* C, int64_t ldc, const void* A, int64_t lda, int64_t rows,
                        std::initializer_list<cpu::PrefetchRange> next) const {
     if (!own_.defined() || rows == 0) return (*this)(C, ldc, A, lda, rows, true);
-    cpu::StepGemmArgs a{own_.const_data_ptr<float>(), static_cast<const float*>(A), lda,
-                        W_.size(0), nullptr, 0, 0, static_cast<float*>(C), ldc, rows,
-                        W_.size(1), true};
-    std::copy_n(next.begin(), std::min<size_t>(next.size(), std::size(a.pf)), a.pf);
-    cpu::step_gemm(a);
+    (*this)(C, ldc, A, lda, W_.size(0), nullptr, 0, rows, true, next);
   }
 
  private:

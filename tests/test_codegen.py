@@ -5,7 +5,7 @@ A GEMM tile holds R x Q vectors of partial sums across its whole k loop. If the 
 them on the stack instead, every FMA reads and writes memory and the tile runs at a fraction
 of its speed while every result stays correct, so no numeric test notices. That happened once
 (a change to the tile's epilogue made GCC 13 spill the AVX2 tiles' sums: the AVX2 LSTM/GRU
-layers took 1.5-2x longer), hence this check on the built extension's machine code.
+layers took 1.2-2.1x longer), hence this check on the built extension's machine code.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ inline void accumulate(V (&acc)[R][Q], const float* a, int64_t lda, int64_t ka, 
 // C rows [r0, r0 + R) (+)= acc, in the first nv < Q L columns of the panel at j0. Out of line:
 // inlined into the tile, its partial vectors (load_n, store_n) made GCC 13 keep the AVX2
 // tiles' accumulators on the stack through the whole k loop (a load and a store per FMA), and
-// the AVX2 LSTM/GRU layers took 1.5-2x their former time.
+// the AVX2 LSTM/GRU layers took 1.2-2.1x their former time.
 template <int R, int Q>
 [[gnu::noinline]] void store_part(const StepGemmArgs& a, const V (&acc)[R][Q], int64_t r0,
                                   int64_t j0, int64_t nv, bool add) {
@@ -161,6 +161,7 @@ constexpr int kRows = L == 8 ? 3 : 6;
 // steps, forward+backward, old / new time (alternating processes, medians): LSTM 1.18x on
 // 1 and 2 threads, GRU 1.40x / 1.34x (its forward 1.09x); hidden 64 unchanged.
 constexpr int kHalfRows = 2 * kRows;
+inline bool half_panel(int64_t nv) { return nv <= P / 2; }
 // At most 24 kB of a panel per pass (of L1's 32-48 kB; 192 rows of 32 columns, 96 of 64):
 // longer panels (the backward's K = 4 H, the weight gradients' K = a chunk's rows) are split
 // into equal slices, each C tile reloaded for each. AVX2 (AMD EPYC Zen 3), MKL's time over ours
@@ -213,7 +214,7 @@ void panels(const StepGemmArgs& a, Prefetcher* pf) {
   for (int64_t j0 = 0; j0 < a.n; j0 += P) {
     const float* wp = a.w + j0 * K;  // panel j0 / P (all panels before it are full width)
     const int64_t nv = std::min(P, a.n - j0);
-    if (nv <= P / 2) panel<kHalfRows, 2, PF>(a, wp, j0, nv, pf);
+    if (half_panel(nv)) panel<kHalfRows, 2, PF>(a, wp, j0, nv, pf);
     else panel<kRows, 4, PF>(a, wp, j0, nv, pf);
   }
 }
@@ -224,7 +225,7 @@ void step_gemm(const StepGemmArgs& a) {
   const int64_t K = a.k0 + a.k1;
   int64_t iterations = 0;
   for (int64_t j0 = 0; j0 < a.n; j0 += P) {
-    const int64_t rows = a.n - j0 <= P / 2 ? kHalfRows : kRows;
+    const int64_t rows = half_panel(a.n - j0) ? kHalfRows : kRows;
     iterations += (a.m + rows - 1) / rows * K;
   }
   Prefetcher pf(a, iterations);
