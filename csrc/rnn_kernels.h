@@ -34,6 +34,7 @@ struct LstmBwdStep {
   void* dgates;         // (B, 4H) out: dL/d(pre-activations)
   const int64_t* len;
   int64_t t, B, H;
+  int64_t ldg = 0;      // CPU: the row stride of dgates, if not 4H (0)
 };
 
 struct GruFwdStep {

@@ -36,8 +36,8 @@ using V = step_gemm_kernel::V;
 template <int R>
 void tile(const LstmStepArgs& a, const float* wp, int64_t r0, int64_t u0, int64_t nu) {
   V acc[R][4] = {};
-  if (a.I > 0) accumulate<R>(acc, a.x + r0 * a.ldx, a.ldx, 1, wp, a.I);
-  accumulate<R>(acc, a.h + r0 * a.H, a.H, 1, wp + a.I * P, a.H);
+  if (a.I > 0) accumulate<R>(acc, a.x + r0 * a.ldx, a.ldx, 1, wp, P, a.I);
+  accumulate<R>(acc, a.h + r0 * a.H, a.H, 1, wp + a.I * P, P, a.H);
   // Through L1: the gate math of a row with the other rows' accumulators still live would
   // spill them.
   V sums[R][4];

@@ -82,12 +82,22 @@ void step_gemm_pack(const float* src, int64_t s_row, int64_t s_col, int64_t k, i
   }
 }
 
-void step_gemm(const StepGemmArgs& a) {
-  if (a.m == 0 || a.n == 0) return;
-  if (a.k0 + a.k1 > 0) return rows(false).step_gemm(a);
-  if (!a.accumulate)
-    for (int64_t r = 0; r < a.m; ++r) std::fill(a.c + r * a.ldc, a.c + r * a.ldc + a.n, 0.f);
+int64_t step_gemm_row_stride(int64_t n) {
+  const int64_t P = rows(false).step_gemm_panel;
+  return (n + P - 1) / P * P + 64 / int64_t(sizeof(float));
 }
+
+void step_gemm(const StepGemmArgs* parts, int count) {
+  if (count == 0 || parts[0].n == 0) return;
+  if (parts[0].k0 + parts[0].k1 > 0) return rows(false).step_gemm(parts, count);
+  for (int i = 0; i < count; ++i) {
+    const StepGemmArgs& a = parts[i];
+    if (!a.accumulate)
+      for (int64_t r = 0; r < a.m; ++r) std::fill(a.c + r * a.ldc, a.c + r * a.ldc + a.n, 0.f);
+  }
+}
+
+void step_gemm(const StepGemmArgs& a) { step_gemm(&a, 1); }
 
 // Panels of L = P / 4 hidden units: row k of panel p is [i | f | g | o] of units
 // [p L, p L + L) in column k of [W_ih | W_hh], each gate block of L columns (zeros past H).

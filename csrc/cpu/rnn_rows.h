@@ -16,7 +16,8 @@ struct RnnRows {
   void (*lstm_bwd)(const rnn::LstmBwdStep&, int64_t b0, int64_t b1);
   void (*gru_fwd)(const rnn::GruFwdStep&, int64_t b0, int64_t b1);
   void (*gru_bwd)(const rnn::GruBwdStep&, int64_t b0, int64_t b1);
-  void (*step_gemm)(const StepGemmArgs&);  // float32 AVX2 / AVX-512 builds; null elsewhere
+  // float32 AVX2 / AVX-512 builds; null elsewhere
+  void (*step_gemm)(const StepGemmArgs* parts, int count);
   int64_t step_gemm_panel;                 // its panel width (columns)
   void (*lstm_step)(const LstmStepArgs&);  // the fused LSTM step (lstm_step.h): AVX-512 only
 };

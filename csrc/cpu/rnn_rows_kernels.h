@@ -154,9 +154,9 @@ void lstm_fwd(const rnn::LstmFwdStep& a, int64_t b0, int64_t b1) {
 
 template <typename T>
 void lstm_bwd(const rnn::LstmBwdStep& a, int64_t b0, int64_t b1) {
-  const int64_t H = a.H;
+  const int64_t H = a.H, ldg = a.ldg > 0 ? a.ldg : 4 * H;
   for (int64_t b = b0; b < b1; ++b) {
-    T* dg = static_cast<T*>(a.dgates) + b * 4 * H;
+    T* dg = static_cast<T*>(a.dgates) + b * ldg;
     if (!active(a.len, a.t, b)) {  // dh, dc pass through unchanged
       std::fill(dg, dg + 4 * H, T(0));
       continue;

@@ -6,7 +6,7 @@
 // hidden 128, against 43% in its compute kernel), and on AMD CPUs MKL runs its AVX2 ("zen")
 // kernels even where AVX-512 is there. The same kernel computes the layers' weight gradients
 // (L^T dG per chunk of steps: the left operand read through a column stride, dG packed per
-// chunk). Gains and limits: step_gemm_kernels.h. Intel AVX-512 hosts keep MKL (its 512-bit
+// chunk, or for the LSTM read in place through a padded row stride, StepGemmArgs::ldw). Gains and limits: step_gemm_kernels.h. Intel AVX-512 hosts keep MKL (its 512-bit
 // kernels; ours was not measured there). The left operand comes in two parts so that the LSTM
 // forward reads x_t and h where they are, instead of copying them side by side every step.
 #pragma once
@@ -40,6 +40,10 @@ struct StepGemmArgs {
   // Memory the caller reads next, brought into L2 a cache line at a time, spread over the
   // product's inner iterations (its FMAs hide the misses): the backward loops' next step.
   PrefetchRange pf[3] = {};
+  // 0: w is packed (step_gemm_pack). Else w is W itself, row-major with this row stride, which
+  // must leave room for whole panels: at least n rounded up to the panel width (the columns
+  // past n are read into lanes that are never stored). See step_gemm_row_stride.
+  int64_t ldw = 0;
 };
 
 // Whether step_gemm runs on this host (the instruction set chosen is AVX2, or AVX-512 on a
@@ -51,6 +55,17 @@ int64_t step_gemm_packed_size(int64_t k, int64_t n);
 void step_gemm_pack(const float* src, int64_t s_row, int64_t s_col, int64_t k, int64_t n,
                     float* out);
 void step_gemm(const StepGemmArgs& a);
+// C (+)= A W for several parts of A's and C's rows, each part a StepGemmArgs of its own (a0,
+// a1, their strides, c and m) with the same W (w, ldw, n, k0 + k1): in one pass over W, each
+// slice of a panel serving every part's rows while it is in L1 (the weight gradients' rows of
+// x, h and the bias, read from different places; as separate calls each part took a pass of
+// W through L1 of its own).
+void step_gemm(const StepGemmArgs* parts, int count);
+// A row stride for a W (k x n) that step_gemm reads unpacked (StepGemmArgs::ldw): n rounded up
+// to whole panels, plus one cache line, so that successive rows of a panel fall in different
+// L1 sets (with a stride of a multiple of 4 kB, 12 rows would fill all the ways of the sets a
+// panel slice maps to).
+int64_t step_gemm_row_stride(int64_t n);
 
 }  // namespace cpu
 }  // namespace lightdl

@@ -86,12 +86,12 @@ class Prefetcher {
   const char *p_ = nullptr, *end_ = nullptr;
 };
 
-// acc[r][q] += A[r][k] w[k][q] over k < K; A[r][k] at a + r lda + k ka; w: Q vectors per k.
-// With a prefetcher (PF), each k also issues its share of the prefetches.
+// acc[r][q] += A[r][k] w[k][q] over k < K; A[r][k] at a + r lda + k ka; w: Q vectors per k,
+// row k at w + k ws. With a prefetcher (PF), each k also issues its share of the prefetches.
 template <int R, int Q, bool PF = false>
 inline void accumulate(V (&acc)[R][Q], const float* a, int64_t lda, int64_t ka, const float* w,
-                       int64_t K, Prefetcher* pf = nullptr) {
-  for (int64_t k = 0; k < K; ++k, w += Q * L, a += ka) {
+                       int64_t ws, int64_t K, Prefetcher* pf = nullptr) {
+  for (int64_t k = 0; k < K; ++k, w += ws, a += ka) {
     if constexpr (PF) pf->step();
     V wq[Q];
 #pragma GCC unroll 4
@@ -119,11 +119,11 @@ template <int R, int Q>
     }
 }
 
-// Rows [r0, r0 + R) by the panel at column j0 (packed at wp, Q vectors wide), nv valid
-// columns (<= Q L), over the left operand's columns [kb, ke).
+// Rows [r0, r0 + R) by the panel at column j0 (its row k at wp + k ws, Q vectors wide), nv
+// valid columns (<= Q L), over the left operand's columns [kb, ke).
 template <int R, int Q, bool PF>
-void tile(const StepGemmArgs& a, const float* wp, int64_t r0, int64_t j0, int64_t nv, int64_t kb,
-          int64_t ke, Prefetcher* pf) {
+void tile(const StepGemmArgs& a, const float* wp, int64_t ws, int64_t r0, int64_t j0, int64_t nv,
+          int64_t kb, int64_t ke, Prefetcher* pf) {
   // Each slice sums into zeroed registers and is then added to C, rather than carrying on
   // from C: a weight gradient sums K = every step's rows (tens of thousands), and one running
   // float32 sum per element drifted ~K/2 ulp (4e-4 of the scale against torch.nn's 1e-6, GRU
@@ -133,12 +133,12 @@ void tile(const StepGemmArgs& a, const float* wp, int64_t r0, int64_t j0, int64_
   const bool add = a.accumulate || kb > 0;
   const int64_t e0 = std::min(ke, a.k0);  // the columns of A0 in [kb, ke), then those of A1
   if (kb < e0)
-    accumulate<R, Q, PF>(acc, a.a0 + r0 * a.lda0 + kb * a.ka, a.lda0, a.ka, wp + kb * Q * L,
+    accumulate<R, Q, PF>(acc, a.a0 + r0 * a.lda0 + kb * a.ka, a.lda0, a.ka, wp + kb * ws, ws,
                          e0 - kb, pf);
   const int64_t b1 = std::max(kb, a.k0);
   if (b1 < ke)
     accumulate<R, Q, PF>(acc, a.a1 + r0 * a.lda1 + (b1 - a.k0) * a.ka, a.lda1, a.ka,
-                         wp + b1 * Q * L, ke - b1, pf);
+                         wp + b1 * ws, ws, ke - b1, pf);
   if (nv < Q * L) return store_part<R, Q>(a, acc, r0, j0, nv, add);
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r)
@@ -173,11 +173,11 @@ constexpr int64_t kSliceBytes = 24576;
 
 // The rows [r, r + n), n <= R, in one tile of that many.
 template <int R, int Q, bool PF>
-void rows_tile(const StepGemmArgs& a, const float* wp, int64_t r, int64_t n, int64_t j0,
-               int64_t nv, int64_t kb, int64_t ke, Prefetcher* pf) {
+void rows_tile(const StepGemmArgs& a, const float* wp, int64_t ws, int64_t r, int64_t n,
+               int64_t j0, int64_t nv, int64_t kb, int64_t ke, Prefetcher* pf) {
   if constexpr (R > 0) {
-    if (n == R) return tile<R, Q, PF>(a, wp, r, j0, nv, kb, ke, pf);
-    rows_tile<R - 1, Q, PF>(a, wp, r, n, j0, nv, kb, ke, pf);
+    if (n == R) return tile<R, Q, PF>(a, wp, ws, r, j0, nv, kb, ke, pf);
+    rows_tile<R - 1, Q, PF>(a, wp, ws, r, n, j0, nv, kb, ke, pf);
   }
 }
 
@@ -193,44 +193,53 @@ inline int64_t tile_rows(int64_t m, int64_t r, int64_t rows = kRows) {
   return (left + 1) / 2;
 }
 
-// One panel of Q vectors' width (K rows packed at wp) in tiles of R rows.
+// One panel of Q vectors' width (K rows at wp, packed or ldw apart) in tiles of R rows, for
+// each part's rows in turn: every part's tiles go past a slice of the panel while it is in L1.
 template <int R, int Q, bool PF>
-void panel(const StepGemmArgs& a, const float* wp, int64_t j0, int64_t nv, Prefetcher* pf) {
-  const int64_t K = a.k0 + a.k1, max_slice = kSliceBytes / (Q * L * int64_t(sizeof(float)));
+void panel(const StepGemmArgs* parts, int count, const float* wp, int64_t j0, int64_t nv,
+           Prefetcher* pf) {
+  const StepGemmArgs& a0 = parts[0];
+  const int64_t ws = a0.ldw > 0 ? a0.ldw : Q * L;
+  const int64_t K = a0.k0 + a0.k1, max_slice = kSliceBytes / (Q * L * int64_t(sizeof(float)));
   const int64_t slices = (K + max_slice - 1) / max_slice, slice = (K + slices - 1) / slices;
   for (int64_t kb = 0; kb < K; kb += slice) {
     const int64_t ke = std::min(K, kb + slice);
-    for (int64_t r = 0, n; r < a.m; r += n) {
-      n = tile_rows(a.m, r, R);
-      if (n == R) tile<R, Q, PF>(a, wp, r, j0, nv, kb, ke, pf);
-      else rows_tile<R, Q, PF>(a, wp, r, n, j0, nv, kb, ke, pf);
+    for (int i = 0; i < count; ++i) {
+      const StepGemmArgs& a = parts[i];
+      for (int64_t r = 0, n; r < a.m; r += n) {
+        n = tile_rows(a.m, r, R);
+        if (n == R) tile<R, Q, PF>(a, wp, ws, r, j0, nv, kb, ke, pf);
+        else rows_tile<R, Q, PF>(a, wp, ws, r, n, j0, nv, kb, ke, pf);
+      }
     }
   }
 }
 
 template <bool PF>
-void panels(const StepGemmArgs& a, Prefetcher* pf) {
+void panels(const StepGemmArgs* parts, int count, Prefetcher* pf) {
+  const StepGemmArgs& a = parts[0];  // W, n and K are the parts' common ones
   const int64_t K = a.k0 + a.k1;
   for (int64_t j0 = 0; j0 < a.n; j0 += P) {
-    const float* wp = a.w + j0 * K;  // panel j0 / P (all panels before it are full width)
+    // Panel j0 / P (packed, all panels before it are full width), or W's columns from j0.
+    const float* wp = a.ldw > 0 ? a.w + j0 : a.w + j0 * K;
     const int64_t nv = std::min(P, a.n - j0);
-    if (half_panel(nv)) panel<kHalfRows, 2, PF>(a, wp, j0, nv, pf);
-    else panel<kRows, 4, PF>(a, wp, j0, nv, pf);
+    if (half_panel(nv)) panel<kHalfRows, 2, PF>(parts, count, wp, j0, nv, pf);
+    else panel<kRows, 4, PF>(parts, count, wp, j0, nv, pf);
   }
 }
 
-void step_gemm(const StepGemmArgs& a) {
+void step_gemm(const StepGemmArgs* parts, int count) {
   // The inner iterations: each panel's tiles of rows (about: tile_rows may merge the last
   // two) run all K columns.
-  const int64_t K = a.k0 + a.k1;
+  const int64_t K = parts[0].k0 + parts[0].k1;
   int64_t iterations = 0;
-  for (int64_t j0 = 0; j0 < a.n; j0 += P) {
-    const int64_t rows = half_panel(a.n - j0) ? kHalfRows : kRows;
-    iterations += (a.m + rows - 1) / rows * K;
+  for (int64_t j0 = 0; j0 < parts[0].n; j0 += P) {
+    const int64_t rows = half_panel(parts[0].n - j0) ? kHalfRows : kRows;
+    for (int i = 0; i < count; ++i) iterations += (parts[i].m + rows - 1) / rows * K;
   }
-  Prefetcher pf(a, iterations);
-  if (pf.any()) panels<true>(a, &pf);
-  else panels<false>(a, nullptr);
+  Prefetcher pf(parts[0], iterations);
+  if (pf.any()) panels<true>(parts, count, &pf);
+  else panels<false>(parts, count, nullptr);
 }
 
 }  // namespace step_gemm_kernel
