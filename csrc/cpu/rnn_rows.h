@@ -18,7 +18,7 @@ struct RnnRows {
   void (*gru_bwd)(const rnn::GruBwdStep&, int64_t b0, int64_t b1);
   // float32 AVX2 / AVX-512 builds; null elsewhere
   void (*step_gemm)(const StepGemmArgs* parts, int count);
-  int64_t step_gemm_panel;                 // its panel width (columns)
+  int64_t step_gemm_panel;  // its panel width (columns)
   void (*lstm_step)(const LstmStepArgs&);  // the fused LSTM step (lstm_step.h): AVX-512 only
 };
 

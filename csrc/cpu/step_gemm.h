@@ -6,8 +6,9 @@
 // hidden 128, against 43% in its compute kernel), and on AMD CPUs MKL runs its AVX2 ("zen")
 // kernels even where AVX-512 is there. The same kernel computes the layers' weight gradients
 // (L^T dG per chunk of steps: the left operand read through a column stride, dG packed per
-// chunk, or for the LSTM read in place through a padded row stride, StepGemmArgs::ldw). Gains and limits: step_gemm_kernels.h. Intel AVX-512 hosts keep MKL (its 512-bit
-// kernels; ours was not measured there). The left operand comes in two parts so that the LSTM
+// chunk, or for the LSTM read in place through a padded row stride, StepGemmArgs::ldw). Gains
+// and limits: step_gemm_kernels.h. Intel AVX-512 hosts keep MKL (its 512-bit kernels; ours
+// was not measured there). The left operand comes in two parts so that the LSTM
 // forward reads x_t and h where they are, instead of copying them side by side every step.
 #pragma once
 
@@ -27,7 +28,7 @@ struct PrefetchRange {
 };
 
 struct StepGemmArgs {
-  const float* w;      // packed W (step_gemm_pack)
+  const float* w;      // W, packed (step_gemm_pack) or row-major (ldw below)
   const float* a0;     // rows of the left operand's columns [0, k0), at a0 + r lda0
   int64_t lda0, k0;
   const float* a1;     // rows of its columns [k0, k0 + k1), at a1 + r lda1 (k1 may be 0)
