@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include <unistd.h>
+
 #include "step_gemm.h"
 #include "vec64.h"
 
@@ -162,14 +164,23 @@ constexpr int kRows = L == 8 ? 3 : 6;
 // 1 and 2 threads, GRU 1.40x / 1.34x (its forward 1.09x); hidden 64 unchanged.
 constexpr int kHalfRows = 2 * kRows;
 inline bool half_panel(int64_t nv) { return nv <= P / 2; }
-// At most 24 kB of a panel per pass (of L1's 32-48 kB; 192 rows of 32 columns, 96 of 64):
-// longer panels (the backward's K = 4 H, the weight gradients' K = a chunk's rows) are split
-// into equal slices, each C tile reloaded for each. AVX2 (AMD EPYC Zen 3), MKL's time over ours
-// for the LSTM backward op at hidden 256 (a 128 kB panel): 0.96 unsliced, 1.01-1.06 with slices
-// of 128 or 192 rows; the forward at hidden 256 (K = 288) within 5% of MKL's either way, a
-// little closer with 192. AVX-512 (Zen 5): 64, 96 or 192 rows of 64 columns within 5% of each
-// other on the LSTM layers; 96 was as fast as any.
-constexpr int64_t kSliceBytes = 24576;
+// At most three quarters of the L1 data cache of a panel per pass (24 kB of Zen 3's 32 kB:
+// 192 rows of 32 columns; 36 kB of Zen 5's 48 kB: 144 rows of 64): longer panels (the
+// backward's K = 4 H, the weight gradients' K = a chunk's rows) are split into equal slices,
+// each C tile reloaded for each. AVX2 (AMD EPYC Zen 3), MKL's time over ours for the LSTM
+// backward op at hidden 256 (a 128 kB panel): 0.96 unsliced, 1.01-1.06 with slices of 128 or
+// 192 rows; the forward at hidden 256 (K = 288) within 5% of MKL's either way, a little closer
+// with 192. AVX-512 (Zen 5), forward+backward against 24 kB slices (the rule before; paired
+// calls alternating in one process, medians): 32-45 kB took the LSTM 1.4-1.8% less time at
+// hidden 64 and 2.3-2.9% less at 128-256 on one thread, 36 kB 2.1-3.4% less at 64-256 on two;
+// the GRU 2.4% less at 128-256 (alternating processes); hidden 32 unchanged within noise.
+inline int64_t slice_bytes() {
+  static const int64_t bytes = [] {
+    const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE);  // 0 or -1 where unknown
+    return l1 > 0 ? std::clamp<int64_t>(l1 / 4 * 3, 12288, 49152) : int64_t(24576);
+  }();
+  return bytes;
+}
 
 // The rows [r, r + n), n <= R, in one tile of that many.
 template <int R, int Q, bool PF>
@@ -200,7 +211,7 @@ void panel(const StepGemmArgs* parts, int count, const float* wp, int64_t j0, in
            Prefetcher* pf) {
   const StepGemmArgs& a0 = parts[0];
   const int64_t ws = a0.ldw > 0 ? a0.ldw : Q * L;
-  const int64_t K = a0.k0 + a0.k1, max_slice = kSliceBytes / (Q * L * int64_t(sizeof(float)));
+  const int64_t K = a0.k0 + a0.k1, max_slice = slice_bytes() / (Q * L * int64_t(sizeof(float)));
   const int64_t slices = (K + max_slice - 1) / max_slice, slice = (K + slices - 1) / slices;
   for (int64_t kb = 0; kb < K; kb += slice) {
     const int64_t ke = std::min(K, kb + slice);
