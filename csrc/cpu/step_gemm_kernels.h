@@ -173,7 +173,7 @@ inline bool half_panel(int64_t nv) { return nv <= P / 2; }
 // with 192. AVX-512 (Zen 5), forward+backward against 24 kB slices (the rule before; paired
 // calls alternating in one process, medians): 32-45 kB took the LSTM 1.4-1.8% less time at
 // hidden 64 and 2.3-2.9% less at 128-256 on one thread, 36 kB 2.1-3.4% less at 64-256 on two;
-// the GRU 2.4% less at 128-256 (alternating processes); hidden 32 unchanged within noise.
+// the GRU 1.7-2.2% less at 128-256 (alternating processes); hidden 32 unchanged within noise.
 inline int64_t slice_bytes() {
   static const int64_t bytes = [] {
     const long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE);  // 0 or -1 where unknown
