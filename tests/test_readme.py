@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,3 +30,13 @@ def test_every_config_in_the_readme_exists():
     listed = set(re.findall(r"^\| `(\w+)` \| ", train, re.M))
     configs = {p.stem for p in (ROOT / "configs").glob("*.yaml")}
     assert listed == configs
+
+
+def test_every_python_example_in_the_readme_runs():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)\n```", readme, re.S)
+    assert blocks
+    for block in blocks:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
+            exec(compile(block, "README.md", "exec"), {})
