@@ -14,7 +14,7 @@ from torch.func import functional_call, grad, hessian, jacrev, vjp, vmap
 import lightdl.ops as ops
 from lightdl.nn import FusedGRU, FusedLSTM
 from lightdl.ops import _autograd, _backend
-from tests.helpers import signal
+from tests.helpers import DEVICES, signal
 
 pytestmark = pytest.mark.skipif(_backend._C is None, reason="compiled kernels unavailable")
 
@@ -23,12 +23,12 @@ TOL = dict(rtol=1e-9, atol=1e-11)
 
 
 def _lstm(x, w):
-    w_ih = torch.linspace(-0.5, 0.5, 4 * 5 * 3, dtype=D).view(20, 3)
+    w_ih = torch.linspace(-0.5, 0.5, 4 * 5 * 3, dtype=D, device=w.device).view(20, 3)
     return ops.lstm(x, None, None, w_ih, w, None, None)[0]
 
 
 def _gru(x, w):
-    w_ih = torch.linspace(-0.5, 0.5, 3 * 5 * 3, dtype=D).view(15, 3)
+    w_ih = torch.linspace(-0.5, 0.5, 3 * 5 * 3, dtype=D, device=w.device).view(15, 3)
     return ops.gru(x, None, w_ih, w, None, None)[0]
 
 
@@ -91,10 +91,12 @@ def _transform(kind: str, f, x: torch.Tensor, w: torch.Tensor, bdim: int):
 
 @pytest.mark.parametrize("kind", ["grad_w", "grad_x", "vjp", "jacrev", "per_sample"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_transform_runs_the_compiled_op_and_matches_the_reference(name, kind, monkeypatch):
+@pytest.mark.parametrize("device", DEVICES)
+def test_transform_runs_the_compiled_op_and_matches_the_reference(device, name, kind,
+                                                                  monkeypatch):
     op_name, f, x_shape, w_shape, bdim = CASES[name]
-    x = signal(x_shape, D, away_from_zero=0.05)
-    w = signal(w_shape, D) * 0.3
+    x = signal(x_shape, D, device, away_from_zero=0.05)
+    w = signal(w_shape, D, device) * 0.3
     with warnings.catch_warnings():
         # vmap runs the ops one sample at a time and says so: expected here.
         warnings.filterwarnings("ignore", message=".*batching rule.*")
