@@ -7,9 +7,18 @@ file for every requested architecture (sm_80 and sm_90 by default) against the i
 headers, with the flags setup.py uses, and fails on any compiler error. It needs nvcc and the
 torch headers only: no GPU, no CUDA build of torch, no linking.
 
+The CUDA build also compiles the host sources (csrc/*.cpp) differently: with
+-DLIGHTDL_WITH_CUDA, which turns on their calls into the CUDA kernels. Those are compiled here
+too (host compiler, no optimisation: only errors matter), and their objects checked against
+the .cu objects with `nm`: every lightdl function the host code calls on the CUDA side must be
+defined by a .cu file with the same signature, and every lightdl function a .cu file calls must
+exist (in the host objects, or in the built CPU extension where one is found). That is the
+link the GPU machine would do, short of the CUDA libraries.
+
 Usage:
     python scripts/check_cuda_compile.py [FILE.cu ...] [--arch 80 90] [-j N] [--keep DIR]
-                                         [--allow-missing-nvcc]
+                                         [--no-host] [--allow-missing-nvcc]
+(Named files: those only, no host sources.)
 
 (Files go before --arch, which takes every value that follows it.)
 
@@ -100,6 +109,69 @@ def compile_one(nvcc: str, source: Path, arch: str, out_dir: Path, includes: lis
     return Result(source, arch, proc.returncode == 0, seconds, output)
 
 
+def compile_host(source: Path, out_dir: Path, includes: list[str]) -> Result:
+    """A host source as the CUDA build compiles it (-DLIGHTDL_WITH_CUDA), without -O3: only
+    its errors and its symbols are wanted."""
+    rel = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+    obj = out_dir / f"{str(rel).replace(os.sep, '_')}.host.o"
+    cxx = os.environ.get("CXX", "c++")
+    cmd = [cxx, "-c", str(source), "-o", str(obj), "-std=c++20", "-O0", "-fopenmp",
+           "-DLIGHTDL_WITH_CUDA", "-DTORCH_EXTENSION_NAME=_C", "-Wall", *includes]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    output = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        output = f"$ {' '.join(cmd)}\n{output}"
+    return Result(source, "host", proc.returncode == 0, time.monotonic() - start, output)
+
+
+# Mangled names in namespace lightdl (functions, const member functions).
+_OURS = ("_ZN7lightdl", "_ZNK7lightdl")
+
+
+def _symbols(path: Path, dynamic: bool = False) -> tuple[set[str], set[str]]:
+    """(defined, undefined) lightdl symbols of an object file or shared library."""
+    cmd = ["nm", "-P", *(["-D"] if dynamic else []), str(path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    defined, undefined = set(), set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or not parts[0].startswith(_OURS):
+            continue
+        (undefined if parts[1] in "Uw" else defined).add(parts[0])
+    return defined, undefined
+
+
+def _demangle(names: list[str]) -> list[str]:
+    proc = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True)
+    return proc.stdout.splitlines() if proc.returncode == 0 else names
+
+
+def check_symbols(host: list[Path], device: list[Path]) -> list[str]:
+    """Demangled lightdl symbols that the objects reference and nothing defines (see the
+    module docstring). Without the built CPU extension only the host -> CUDA direction is
+    checked (the .cu files' calls into csrc/cpu cannot be resolved then)."""
+    defined: set[str] = set()
+    needed_by_host: set[str] = set()
+    needed_by_device: set[str] = set()
+    for obj in host:
+        d, u = _symbols(obj)
+        defined |= d
+        needed_by_host |= u
+    device_defined: set[str] = set()
+    for obj in device:
+        d, u = _symbols(obj)
+        device_defined |= d
+        needed_by_device |= u
+    built = sorted((ROOT / "lightdl").glob("_C*.so"))
+    cuda_side = {s for s in needed_by_host if s.startswith("_ZN7lightdl4cuda")}
+    missing = cuda_side - device_defined
+    if built:
+        library, _ = _symbols(built[0], dynamic=True)
+        missing |= needed_by_device - defined - device_defined - library
+    return sorted(_demangle(sorted(missing)))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Compile csrc/**/*.cu with nvcc for the given GPU architectures (no GPU needed)."
@@ -118,6 +190,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--keep", type=Path, default=None, help="write the object files to this directory"
+    )
+    parser.add_argument(
+        "--no-host", action="store_true",
+        help="skip the host sources (csrc/*.cpp with -DLIGHTDL_WITH_CUDA) and the symbol check",
     )
     parser.add_argument(
         "--allow-missing-nvcc",
@@ -170,33 +246,43 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = args.keep if args.keep is not None else Path(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         tasks = [(src, arch) for src in sources for arch in archs]
+        hosts = [] if args.no_host or args.files else sorted(CSRC.glob("*.cpp"))
         start = time.monotonic()
         results: list[Result] = []
+        total = len(tasks) + len(hosts)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [
                 pool.submit(compile_one, nvcc, src, arch, out_dir, includes) for src, arch in tasks
-            ]
+            ] + [pool.submit(compile_host, src, out_dir, includes) for src in hosts]
             for fut in futures:
                 r = fut.result()
                 results.append(r)
                 rel = r.source.relative_to(ROOT) if r.source.is_relative_to(ROOT) else r.source
                 status = "ok" if r.ok else "FAILED"
-                print(
-                    f"[{len(results)}/{len(tasks)}] {rel} sm_{r.arch}: {status} "
-                    f"({r.seconds:.1f} s)",
-                    flush=True,
-                )
+                target = "host (-DLIGHTDL_WITH_CUDA)" if r.arch == "host" else f"sm_{r.arch}"
+                print(f"[{len(results)}/{total}] {rel} {target}: {status} ({r.seconds:.1f} s)",
+                      flush=True)
                 if r.output:
                     stream = sys.stdout if r.ok else sys.stderr
                     print(r.output, file=stream, flush=True)
         wall = time.monotonic() - start
+        failed = [r for r in results if not r.ok]
+        unresolved: list[str] = []
+        if hosts and not failed:
+            host_objs = sorted(out_dir.glob("*.host.o"))
+            for arch in archs:
+                missing = check_symbols(host_objs, sorted(out_dir.glob(f"*.sm_{arch}.o")))
+                for name in missing:
+                    print(f"unresolved for sm_{arch}: {name}", file=sys.stderr)
+                unresolved += missing
+            print(f"symbols: {'ok' if not unresolved else f'{len(unresolved)} unresolved'} "
+                  "(host calls into the .cu objects and theirs into lightdl)")
 
-    failed = [r for r in results if not r.ok]
     print(
         f"summary: {len(results) - len(failed)}/{len(results)} compiled, {len(failed)} failed, "
         f"{wall:.1f} s wall" + (f"; objects in {args.keep}" if args.keep is not None else "")
     )
-    return 1 if failed else 0
+    return 1 if failed or unresolved else 0
 
 
 if __name__ == "__main__":
