@@ -162,7 +162,7 @@ TORCH_LIBRARY(lightdl, m) {
       "int padding, float alpha, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
   // ---- end bn_act_pool1d ----
 
-  // ---- LSTM / GRU layers (csrc/rnn.cpp) --------------------------------------------------
+  // ---- LSTM / GRU layers (csrc/lstm.cpp, csrc/gru.cpp) -----------------------------------
   // One layer over x (T, B, I) from h0 (B, H) [, c0 (B, H)], gate orders as torch.nn (LSTM
   // i, f, g, o; GRU r, z, n). lengths: CPU int64 (B,); steps t >= lengths[b] keep row b's state
   // and output 0. Besides (y, h_T[, c_T]) the forward returns what its backward needs: the

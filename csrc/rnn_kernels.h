@@ -1,7 +1,7 @@
-// The per-time-step pointwise kernels of the LSTM/GRU layers, as the device-generic time loop
-// (csrc/rnn.cpp) calls them: directly, on raw pointers, not through the dispatcher, because at
-// hidden size 32 a dispatcher call and a few tensor allocations per step would cost more than
-// the step's arithmetic. One implementation per device: csrc/cpu/rnn.cpp, csrc/cuda/rnn.cu.
+// The per-time-step pointwise kernels of the LSTM/GRU layers, as the device-generic time
+// loops (csrc/lstm.cpp, gru.cpp) call them: directly, on raw pointers, not through the
+// dispatcher, because at hidden size 32 a dispatcher call and a few tensor allocations per step
+// would cost more than the step's arithmetic. One implementation per device: csrc/cpu/rnn.cpp, csrc/cuda/rnn.cu.
 //
 // All buffers are contiguous, of the compute type (float or double: `dbl`), row-major with
 // B rows. `len` (nullable; on the kernel's device) holds the sequence lengths: rows with

@@ -222,7 +222,7 @@ def test_extreme_inputs_match_torch(kind):
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_parallel_row_blocks_match_reference(kind, dtype):
     """From 16 rows on, the CPU time loop runs blocks of the batch in parallel
-    (csrc/rnn.cpp, over_row_blocks): uneven blocks, variable lengths, forward and backward on
+    (csrc/rnn_layer.h, over_row_blocks): uneven blocks, variable lengths, forward and backward on
     2 threads against the float64 reference. float32 runs the packed MKL GEMM, float64
     at::addmm. Up to 80 steps: the backward's blocks each run several chunks of steps (at
     least 512 rows each: 23-32 steps here) and sum their weight gradients."""
@@ -406,7 +406,7 @@ def test_cells_match_nn(kind, device):
                                         (1, 32, 256), (33, 8, 64)])
 def test_one_step_of_few_rows_or_many_matches_nn(kind, B, n_in, H):
     """A cell's step runs its products on the weights in place at few rows and on packed
-    weights at many (csrc/rnn.cpp, few_row_steps): both sides of that rule, forward and the
+    weights at many (csrc/rnn_layer.h, few_row_steps): both sides of that rule, forward and the
     gradients of every input, against torch.nn's cells."""
     cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(n_in, H)
     x = signal((B, n_in)).requires_grad_()
@@ -429,7 +429,7 @@ def test_one_step_of_few_rows_or_many_matches_nn(kind, B, n_in, H):
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_few_rows_path_gradcheck_opcheck_and_edges(kind):
     """One step of 2 rows at input 8 x hidden 64 is on the in-place side of few_row_steps for
-    both kinds (csrc/rnn.cpp): float64 gradcheck, opcheck of the op and its backward (with a
+    both kinds (csrc/lstm.cpp, csrc/gru.cpp): float64 gradcheck, opcheck of the op and its backward (with a
     zero length), an empty batch, bfloat16 input and a non-contiguous weight."""
     B, n_in, H = 2, 8, 64
     op = torch.ops.lightdl.lstm if kind == "lstm" else torch.ops.lightdl.gru

@@ -1,5 +1,5 @@
 // Work split into P blocks of a batch, one per thread, each block's GEMMs run by MKL on that
-// thread alone: the LSTM/GRU time loops (csrc/rnn.cpp) and the conv1d GEMM path
+// thread alone: the LSTM/GRU time loops (csrc/lstm.cpp, gru.cpp) and the conv1d GEMM path
 // (csrc/cpu/conv1d_gemm.cpp), whose small products lose more to MKL's own two-thread split
 // than they gain from it.
 #pragma once

@@ -1,5 +1,5 @@
 // CUDA kernels of one LSTM/GRU time step (csrc/rnn_kernels.h); the math is csrc/rnn_math.h,
-// shared with the CPU kernels. The time loop (csrc/rnn.cpp) is device-generic: per step it
+// shared with the CPU kernels. The time loop (csrc/rnn_layer.h) is device-generic: per step it
 // runs a cuBLAS GEMM (at::addmm_out) and then one of these kernels on the current stream.
 //
 // One thread per (row b, hidden unit j), grid-stride; a row's gates are read with unit

@@ -1,8 +1,8 @@
 // One-launch CUDA time loops of the LSTM / GRU layers (rnn::LoopFwd / rnn::LoopBwd in
 // csrc/rnn_kernels.h); the cell math is csrc/rnn_math.h, shared with the step kernels.
 //
-// Why: the step path (csrc/rnn.cpp with csrc/cuda/rnn.cu) issues a cuBLAS GEMM and a pointwise
-// kernel per time step from the host; on an H100 that measured 20-36 us per step forward
+// Why: the step path (csrc/lstm.cpp, gru.cpp with csrc/cuda/rnn.cu) issues a cuBLAS GEMM and a
+// pointwise kernel per time step from the host; on an H100 that measured 20-36 us per step forward
 // against cuDNN's 3-4 us (benchmarks/results/cuda/rnn.md), all of it host time. Batch rows
 // are independent through the whole sequence, so here each block owns a tile of R rows for
 // all T steps: the rows' hidden state lives in shared memory, the LSTM cell state and the

@@ -1,6 +1,6 @@
 """LSTM and GRU: whole layers (`lstm`, `gru`) and single cells (`lstm_cell`, `gru_cell`).
 
-The native layer runs the whole time loop in C++ (csrc/rnn.cpp): the input projection of all
+The native layer runs the whole time loop in C++ (csrc/lstm.cpp, csrc/gru.cpp): the input projection of all
 steps is one GEMM, every step one recurrent GEMM plus one fused pointwise kernel, and the
 backward runs the reverse loop in C++ and computes the weight gradients as single GEMMs over
 all steps. The compiled forward ops return, besides their results, the gate activations (and
