@@ -172,3 +172,9 @@ def test_calling_torch_ops_under_a_transform_names_the_python_op():
     x, b = signal((4, 6), D), signal((6,), D)
     with pytest.raises(RuntimeError, match=r"call lightdl\.ops\.bias_act"):
         grad(lambda b: torch.ops.lightdl.bias_act(x, b, "relu").sum())(b)
+
+
+def test_compiling_a_transform_says_to_run_it_eagerly():
+    x, b = signal((4, 6), D), signal((6,), D)
+    with pytest.raises(Exception, match="run the transform eagerly"):
+        torch.compile(grad(lambda b: ops.bias_act(x, b, "gelu").sum()), fullgraph=True)(b)

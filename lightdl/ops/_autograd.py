@@ -117,9 +117,11 @@ def register_autograd(qualname: str, backward: Callable[..., Any],
         if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
             if torch._C._are_functorch_transforms_active():
                 raise RuntimeError(
-                    f"{qualname} was called through torch.ops under a torch.func transform, "
-                    f"which cannot differentiate it from there: call lightdl.ops.{name} (or "
-                    "the lightdl.nn module) instead")
+                    f"{qualname} reached the dispatcher's autograd under a torch.func "
+                    "transform, which cannot differentiate it from there. That happens when "
+                    f"torch.ops.lightdl.{name} is called directly (call lightdl.ops.{name} or "
+                    "the lightdl.nn module instead) or under torch.compile of a transform "
+                    "(run the transform eagerly)")
             return Formula.apply(*args, keyset)
         with torch._C._AutoDispatchBelowAutograd():
             return op.redispatch(keyset & after_autograd, *args)
