@@ -54,5 +54,6 @@ def seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def randn(shape, gen: torch.Generator, device, dtype) -> torch.Tensor:
+def randn(shape: tuple[int, ...], gen: torch.Generator, device: torch.device | str,
+          dtype: torch.dtype) -> torch.Tensor:
     return torch.randn(shape, generator=gen).to(device=device, dtype=dtype)

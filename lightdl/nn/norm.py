@@ -36,7 +36,8 @@ class FusedBatchNorm1d(nn.BatchNorm1d):
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True, device=None, dtype=None,
+                 affine: bool = True, track_running_stats: bool = True,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                  act: str = "identity", pool: str | None = None, kernel_size: int = 2,
                  stride: int | None = None, padding: int = 0, alpha: float = 0.01) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)

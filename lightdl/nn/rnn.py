@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from lightdl.ops.rnn import _as_lengths, gru, gru_cell, lstm, lstm_cell
+from lightdl.ops.rnn import Lengths, _as_lengths, gru, gru_cell, lstm, lstm_cell
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -140,12 +140,13 @@ class FusedLSTM(_FusedRNNBase, nn.RNNBase):
 
     _num_states = 2
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__("LSTM", *args, **kwargs)
         self._check_supported()
 
-    def forward(self, input, hx: tuple[torch.Tensor, torch.Tensor] | None = None,
-                lengths=None):
+    def forward(self, input: torch.Tensor | PackedSequence,
+                hx: tuple[torch.Tensor, torch.Tensor] | None = None, lengths: Lengths = None
+                ) -> tuple[torch.Tensor | PackedSequence, tuple[torch.Tensor, torch.Tensor]]:
         y, (h, c) = self._run(input, hx, lengths)
         return y, (h, c)
 
@@ -156,12 +157,13 @@ class FusedGRU(_FusedRNNBase, nn.RNNBase):
 
     _num_states = 1
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
         if "proj_size" in kwargs:  # as nn.GRU
             raise ValueError("FusedGRU: proj_size is not an argument of GRU")
         super().__init__("GRU", *args, **kwargs)
 
-    def forward(self, input, hx: torch.Tensor | None = None, lengths=None):
+    def forward(self, input: torch.Tensor | PackedSequence, hx: torch.Tensor | None = None,
+                lengths: Lengths = None) -> tuple[torch.Tensor | PackedSequence, torch.Tensor]:
         y, (h,) = self._run(input, hx, lengths)
         return y, h
 
@@ -170,8 +172,8 @@ class FusedLSTMCell(nn.LSTMCell):
     """nn.LSTMCell on lightdl's fused LSTM step: input (B, I) or (I,), hx (h, c) or None ->
     (h', c')."""
 
-    def forward(self, input: torch.Tensor,
-                hx: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         h, c = (None, None) if hx is None else hx
         return lstm_cell(input, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 

@@ -92,13 +92,17 @@ def gru_reference(
     return y, h
 
 
-def lstm_cell_reference(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+def lstm_cell_reference(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.Tensor,
+                        w_hh: torch.Tensor, b_ih: torch.Tensor | None = None,
+                        b_hh: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One LSTM step (nn.LSTMCell's math) in PyTorch; x (B, I), h and c (B, H)."""
     _, h1, c1 = lstm_reference(x[None], h, c, w_ih, w_hh, b_ih, b_hh)
     return h1, c1
 
 
-def gru_cell_reference(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+def gru_cell_reference(x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                       b_ih: torch.Tensor | None = None,
+                       b_hh: torch.Tensor | None = None) -> torch.Tensor:
     """One GRU step (nn.GRUCell's math) in PyTorch; x (B, I), h (B, H)."""
     return gru_reference(x[None], h, w_ih, w_hh, b_ih, b_hh)[1]
 
