@@ -47,5 +47,6 @@ def info_lines() -> list[str]:
 
 
 def main() -> int:
+    """`lightdl info`: prints `info_lines()`."""
     print("\n".join(info_lines()))
     return 0

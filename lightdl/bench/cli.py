@@ -72,6 +72,7 @@ def _train_parser(sub) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """`lightdl bench ops|train ...` (argv without `bench`); returns the exit status."""
     parser = argparse.ArgumentParser(prog="lightdl bench",
                                      description="Benchmarks: kernels (ops) and training (train).")
     sub = parser.add_subparsers(dest="what", required=True)

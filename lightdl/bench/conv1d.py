@@ -20,6 +20,8 @@ from lightdl.ops.conv1d import conv1d_path
 
 @dataclass(frozen=True)
 class Conv1dShape:
+    """One conv1d benchmark case: input (N, C_in, L), C_out filters of width K, stride s,
+    padding p, dilation d."""
     N: int
     C_in: int
     L: int

@@ -21,6 +21,7 @@ COPY_MIB = (0.25, 4.0, 64.0)
 
 @dataclass
 class Limits:
+    """What this machine can do, measured: the bounds the benchmark tables compare with."""
     copy_gbs: float  # GB/s of dst.copy_(src) (read + write counted), buffers beyond the caches
     gemm_gflops: float  # GFLOP/s of a square torch.mm
     # CPU float32: GFLOP/s of lightdl's register-only multiply-add loop in the vectors its

@@ -37,6 +37,7 @@ def specs() -> dict[str, OpSpec]:
 
 @dataclass
 class Row:
+    """One timed implementation of one case (a row of `lightdl bench ops`' table)."""
     op: str
     shape: str
     mode: str
@@ -198,5 +199,6 @@ def _one_case(spec: OpSpec, text: str, shape: tuple, mode: str, n_threads: int, 
 
 
 def geomean(values: Sequence[float]) -> float:
+    """Geometric mean of the non-zero values (NaN when there are none)."""
     values = [v for v in values if v]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")

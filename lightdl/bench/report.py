@@ -34,6 +34,7 @@ def table(result: dict, markdown: bool = False) -> str:
 
 
 def limits_line(result: dict) -> str:
+    """The measured limits of a result (per thread count) as one line, for a table's header."""
     parts = [f"{t} thread(s): {describe(v)}" for t, v in result["limits"].items()]
     return f"measured limits ({result['device']}, {result['dtype']}): " + "; ".join(parts)
 
@@ -50,6 +51,7 @@ def summary(result: dict) -> dict[str, dict[str, float]]:
 
 
 def write_json(result: dict, path: str | Path) -> Path:
+    """Writes `result` to `path` (folders made as needed); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")

@@ -14,6 +14,7 @@ import torch
 
 
 def median(values: list[float]) -> float:
+    """The median of `values`."""
     return statistics.median(values)
 
 
@@ -92,6 +93,7 @@ def full_float32() -> Iterator[None]:
 
 
 def machine_description(device: str = "cpu") -> dict[str, object]:
+    """CPU, cores, GPU, torch and allocator of this machine, as recorded in every result."""
     info: dict[str, object] = {
         "machine": platform.machine(),
         "cpu": _cpu_model(),

@@ -109,6 +109,8 @@ def bench_train(config: str, steps: int = 60, warmup_steps: int = 10, repeats: i
 
 def summarise(config: str, runs: dict[str, list[dict]], warmup_steps: int,
               threads: int | None) -> dict:
+    """The result of `bench_train` from the runs of each variant: medians of samples/s,
+    time per step and epoch, peak memory, and whether the loss curves agree."""
     rows = {}
     for v, rs in runs.items():
         per_run = []
@@ -178,6 +180,7 @@ def compare_loss_curves(fused: list[float], unfused: list[float]) -> dict:
 
 
 def format_train(result: dict) -> str:
+    """The table `lightdl bench train` prints for a result of `bench_train`."""
     lines = [f"lightdl bench train: {result['config']} ({result['model']}), {result['steps']} "
              f"steps, first {result['warmup_steps']} untimed, {result['threads']} thread(s)",
              f"  {'variant':<9} {'samples/s':>10} {'ms/step':>9} {'s/epoch':>8} "

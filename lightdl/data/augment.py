@@ -51,14 +51,17 @@ def _resample(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
 
 
 def jitter(x: torch.Tensor, s: float) -> torch.Tensor:
+    """``x (C, L)`` plus N(0, s^2) noise in every value."""
     return x + s * torch.randn_like(x)
 
 
 def scaling(x: torch.Tensor, s: float) -> torch.Tensor:
+    """``x (C, L)`` with each channel multiplied by a draw of N(1, s^2)."""
     return x * (1 + s * torch.randn(x.shape[0], 1, dtype=x.dtype))
 
 
 def shift(x: torch.Tensor, s: float) -> torch.Tensor:
+    """``x (C, L)`` rolled circularly by up to +-s*L steps."""
     k = int(round(s * x.shape[1]))
     if k == 0:
         return x
@@ -66,6 +69,7 @@ def shift(x: torch.Tensor, s: float) -> torch.Tensor:
 
 
 def crop(x: torch.Tensor, s: float) -> torch.Tensor:
+    """A random window of (1 - s) L steps of ``x (C, L)``, stretched back to L steps."""
     length = x.shape[1]
     keep = max(2, int(round((1 - s) * length)))
     if keep >= length:
@@ -75,6 +79,8 @@ def crop(x: torch.Tensor, s: float) -> torch.Tensor:
 
 
 def time_warp(x: torch.Tensor, s: float, knots: int = 4) -> torch.Tensor:
+    """``x (C, L)`` resampled at a smoothly varying speed: `knots` + 2 speeds drawn
+    from N(1, s^2), interpolated over the series."""
     length = x.shape[1]
     if length < 3:
         return x
