@@ -178,3 +178,51 @@ def test_compiling_a_transform_says_to_run_it_eagerly():
     x, b = signal((4, 6), D), signal((6,), D)
     with pytest.raises(Exception, match="run the transform eagerly"):
         torch.compile(grad(lambda b: ops.bias_act(x, b, "gelu").sum()), fullgraph=True)(b)
+
+
+def _layers() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    import lightdl.nn as lnn
+    from lightdl.models import MLP, CNN1d, RNNClassifier
+
+    return {
+        "FusedLinear": (lnn.FusedLinear(5, 4, act="gelu"), (3, 5)),
+        "FusedConv1d": (lnn.FusedConv1d(2, 3, 3, padding="same", act="tanh"), (3, 2, 10)),
+        "FusedBatchNorm1d": (lnn.FusedBatchNorm1d(2, track_running_stats=False, act="relu",
+                                                  pool="max"), (3, 2, 10)),
+        "FusedBatchNorm1d-eval": (lnn.FusedBatchNorm1d(2, act="silu", pool="avg").eval(),
+                                  (3, 2, 10)),
+        "FusedMaxPool1d": (lnn.FusedMaxPool1d(2, act="tanh"), (3, 2, 10)),
+        "FusedLSTMCell": (lnn.FusedLSTMCell(3, 4), (3, 3)),
+        "FusedGRUCell": (lnn.FusedGRUCell(3, 4), (3, 3)),
+        "MLP": (MLP(input_shape=8, num_classes=3), (3, 8)),
+        "CNN1d": (CNN1d(input_shape=(1, 32), num_classes=2, norm="batch", pool="max").eval(),
+                  (3, 1, 32)),
+        "RNNClassifier": (RNNClassifier(input_shape=(10, 2), num_classes=2, cell="gru",
+                                        bidirectional=True), (3, 10, 2)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_layers()))
+def test_layers_and_models_under_grad_and_per_sample_grad(name):
+    # What users write: functional_call over a module's parameters (buffers as they are).
+    module, shape = _layers()[name]
+    module = module.double()
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    buffers = dict(module.named_buffers())
+
+    def loss(p, x):
+        out = functional_call(module, (p, buffers), (x,))
+        return (out[0] if isinstance(out, tuple) else out).sin().sum()
+
+    x = signal(shape, D, away_from_zero=0.05)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*batching rule.*")
+        got = grad(loss)(params, x)
+        per_sample = vmap(grad(lambda p, s: loss(p, s[None])), in_dims=(None, 0))(params, x)
+        with ops.use_backend("reference"):
+            want = grad(loss)(params, x)
+            want_per_sample = vmap(grad(lambda p, s: loss(p, s[None])),
+                                   in_dims=(None, 0))(params, x)
+    for k in params:
+        torch.testing.assert_close(got[k], want[k], **TOL)
+        torch.testing.assert_close(per_sample[k], want_per_sample[k], **TOL)
