@@ -226,3 +226,52 @@ def test_layers_and_models_under_grad_and_per_sample_grad(name):
     for k in params:
         torch.testing.assert_close(got[k], want[k], **TOL)
         torch.testing.assert_close(per_sample[k], want_per_sample[k], **TOL)
+
+
+@pytest.mark.parametrize("fused_cls,torch_cls", [(FusedLSTM, nn.LSTM), (FusedGRU, nn.GRU)])
+def test_per_sample_gradients_with_per_sample_lengths(fused_cls, torch_cls):
+    # Variable-length series (RR intervals) with DP-SGD: each sample's lengths entry comes in
+    # through vmap. Oracle: torch.nn on that sample's sequence cut at its length.
+    fused = fused_cls(2, 5, bidirectional=True, batch_first=True).double()
+    ref = torch_cls(2, 5, bidirectional=True, batch_first=True).double()
+    ref.load_state_dict(fused.state_dict())
+    x = signal((4, 7, 2), D)
+    lengths = torch.tensor([7, 4, 1, 5])
+    params = {k: v.detach() for k, v in fused.named_parameters()}
+
+    def loss(p, xs, n):
+        y, state = functional_call(fused, p, (xs[None],), {"lengths": n[None]})
+        h = state[0] if isinstance(state, tuple) else state
+        return y.sin().sum() + h.sum()
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*batching rule.*")
+        got = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        ref.zero_grad()
+        y, state = ref(x[i:i + 1, :n])
+        h = state[0] if isinstance(state, tuple) else state
+        (y.sin().sum() + h.sum()).backward()
+        for k, p in ref.named_parameters():
+            torch.testing.assert_close(got[k][i], p.grad, **TOL)
+
+
+def test_out_of_range_lengths_under_vmap_still_raise():
+    lstm = FusedLSTM(2, 3).double()
+    params = {k: v.detach() for k, v in lstm.named_parameters()}
+    x, lengths = signal((2, 5, 2), D), torch.tensor([5, 9])
+
+    def loss(p, xs, n):
+        return functional_call(lstm, p, (xs[:, None],), {"lengths": n[None]})[0].sum()
+
+    # The compiled op's check raises. (When PyTorch's vmap fallback has a warning pending at
+    # that moment, Python reports a SystemError with our ValueError as its context.)
+    with pytest.raises(Exception) as info, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*batching rule.*")
+        vmap(grad(loss), in_dims=(None, 0, 0))(params, x, lengths)
+    chain, e = [], info.value
+    while e is not None:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    assert any(isinstance(e, ValueError) and "`lengths` must lie in [0, seq_len=5]" in str(e)
+               for e in chain), chain

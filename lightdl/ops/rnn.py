@@ -141,6 +141,16 @@ def _check_layer(op: str, gates: int, x, h0, c0, w_ih, w_hh, b_ih, b_hh, x_dims:
     return H
 
 
+def _under_vmap(t: torch.Tensor) -> bool:
+    """Whether `t` holds one sample of a torch.func.vmap batch (at any level of wrapping)."""
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(t):
+        if functorch.is_batchedtensor(t):
+            return True
+        t = functorch.get_unwrapped(t)
+    return False
+
+
 def _as_lengths(lengths: Lengths, op: str, batch: int, seq_len: int) -> torch.Tensor | None:
     if lengths is None:
         return None
@@ -151,7 +161,10 @@ def _as_lengths(lengths: Lengths, op: str, batch: int, seq_len: int) -> torch.Te
     if lengths.dim() != 1 or lengths.shape[0] != batch:
         raise ValueError(f"{op}: `lengths` must have shape ({batch},), got {tuple(lengths.shape)}")
     lengths = lengths.to(device="cpu", dtype=torch.int64)
-    if not torch.compiler.is_compiling() and batch > 0:
+    # Not while torch.compile traces, nor for one sample's lengths under vmap (per-sample
+    # gradients): reading the values there is not allowed. (The compiled op still checks them,
+    # one sample at a time.)
+    if not torch.compiler.is_compiling() and batch > 0 and not _under_vmap(lengths):
         lo, hi = int(lengths.min()), int(lengths.max())
         if lo < 0 or hi > seq_len:
             raise ValueError(
