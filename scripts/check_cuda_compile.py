@@ -66,6 +66,7 @@ class Result:
     ok: bool
     seconds: float
     output: str
+    obj: Path
 
 
 def find_nvcc() -> str | None:
@@ -106,7 +107,7 @@ def compile_one(nvcc: str, source: Path, arch: str, out_dir: Path, includes: lis
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
         output = f"$ {' '.join(cmd)}\n{output}"
-    return Result(source, arch, proc.returncode == 0, seconds, output)
+    return Result(source, arch, proc.returncode == 0, seconds, output, obj)
 
 
 def compile_host(source: Path, out_dir: Path, includes: list[str]) -> Result:
@@ -122,7 +123,7 @@ def compile_host(source: Path, out_dir: Path, includes: list[str]) -> Result:
     output = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:
         output = f"$ {' '.join(cmd)}\n{output}"
-    return Result(source, "host", proc.returncode == 0, time.monotonic() - start, output)
+    return Result(source, "host", proc.returncode == 0, time.monotonic() - start, output, obj)
 
 
 # Mangled names in namespace lightdl (functions, const member functions).
@@ -269,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         failed = [r for r in results if not r.ok]
         unresolved: list[str] = []
         if hosts and not failed:
-            host_objs = sorted(out_dir.glob("*.host.o"))
+            # This run's objects only: a --keep folder may hold older ones.
+            host_objs = [r.obj for r in results if r.arch == "host"]
             for arch in archs:
-                missing = check_symbols(host_objs, sorted(out_dir.glob(f"*.sm_{arch}.o")))
+                missing = check_symbols(host_objs, [r.obj for r in results if r.arch == arch])
                 for name in missing:
                     print(f"unresolved for sm_{arch}: {name}", file=sys.stderr)
                 unresolved += missing
