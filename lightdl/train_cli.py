@@ -109,6 +109,7 @@ class LightdlCLI(LightningCLI):
         if self.subcommand == "fit" and cfg.get("ckpt_path") == "last" and init is not None:
             cfg["ckpt_path"], init["version"] = _latest_run(init.get("save_dir", "runs"),
                                                             init.get("name", DEFAULT_RUN_NAME))
+        _drop_unknown_kwargs(cfg.get("model"))
 
     def _check_ckpt(self) -> None:
         path = self.config_init[self.subcommand].get("ckpt_path")
@@ -165,9 +166,10 @@ class LightdlCLI(LightningCLI):
             v = best_row.get(f"val/{n}") if best_row else None
             t = test.get(f"test/{n}")
             lines.append(f"  {n:<10} {_num(v):>12} {_num(t):>12}")
-        plots = [p.name for p in (d / "learning_curves.png", d / "confusion_matrix.png") if p.exists()]
+        plots = sorted(p.name for p in d.glob("*.png"))  # the task's own plots too
         if plots:
-            lines.append(f"\n  plots: {', '.join(plots)}; metrics: metrics.csv, test_metrics.json")
+            tables = ["metrics.csv"] + sorted(p.name for p in d.glob("*.json"))
+            lines.append(f"\n  plots: {', '.join(plots)}; metrics: {', '.join(tables)}")
         print("\n".join(lines), flush=True)
 
     def after_predict(self) -> None:
@@ -181,6 +183,27 @@ def _init_args(logger: Any) -> dict | None:
         init = logger.get("init_args")
         return init if init is not None and hasattr(init, "get") else None
     return None
+
+
+def _drop_unknown_kwargs(model_cfg: Any) -> None:
+    """Lightning records every linked value in a task's hyperparameters, also one its class
+    does not take (data.num_classes for a VAETask), and `--ckpt_path` hands them back as
+    keyword arguments (`dict_kwargs`): drop those the class cannot take."""
+    kwargs = model_cfg.get("dict_kwargs") if hasattr(model_cfg, "get") else None
+    if not kwargs or not model_cfg.get("class_path"):
+        return
+    import importlib
+    import inspect
+
+    module, _, name = str(model_cfg["class_path"]).rpartition(".")
+    try:
+        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return  # the parser reports a bad class_path
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key in [k for k in kwargs if k not in params]:
+        del kwargs[key]
 
 
 def _latest_run(save_dir: str, name: str) -> tuple[str, str]:

@@ -54,7 +54,7 @@ ALL_CONFIGS = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
 
 def test_every_config_is_tested():
     assert {"af_mlp", "af_cnn", "af_lstm", "gait_cnn", "gait_lstm", "digits_mlp", "digits_cnn",
-            "gates_perceptron", "gates_mlp", "ucr_fcn"} <= set(ALL_CONFIGS)
+            "gates_perceptron", "gates_mlp", "ucr_fcn", "digits_vae"} <= set(ALL_CONFIGS)
 
 
 @pytest.mark.parametrize("name", ALL_CONFIGS)
@@ -110,6 +110,22 @@ def test_digits_cnn_full_run_and_the_other_subcommands(tmp_path, monkeypatch, ca
         assert run(["test", "--config", cfg("digits_mlp"), "--ckpt_path", str(path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("lightdl: error:") and message in err[0], err
+
+
+def test_predict_from_a_task_without_num_classes(tmp_path, monkeypatch, capsys):
+    """Lightning stores the linked data.num_classes in every task's hyperparameters, also
+    in a VAETask's, which takes no such argument: predict from its checkpoint used to fail
+    with "unexpected keyword argument 'num_classes'", then on its vector predictions."""
+    monkeypatch.chdir(tmp_path)
+    assert run(["fit", "--config", cfg("digits_vae"), "--trainer.max_epochs", "1"]) == 0
+    ckpt = tmp_path / "runs" / "digits_vae" / "version_0" / "checkpoints" / "last.ckpt"
+    assert "num_classes" in torch.load(ckpt, weights_only=True)["hyper_parameters"]
+    assert run(["predict", "--config", cfg("digits_vae"), "--ckpt_path", str(ckpt)]) == 0
+    csv = next((tmp_path / "runs" / "digits_vae").glob("version_*/predictions.csv"))
+    lines = csv.read_text().splitlines()
+    dm = DigitsDataModule()
+    dm.setup()
+    assert lines[0] == "index,pred_0,pred_1,target" and len(lines) == 1 + len(dm.test_dataset)
 
 
 def test_gates_mlp_learns_xor_and_the_perceptron_cannot(tmp_path, monkeypatch):

@@ -101,24 +101,32 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.global_rank != 0 or not predictions or trainer.fast_dev_run:
             return
         rows = predictions[0] if isinstance(predictions[0], list) else predictions
-        keys = rows[0].keys()
-        cols = {k: torch.cat([r[k].detach().cpu() for r in rows]) for k in keys}
         names = getattr(pl_module, "class_names", None)
-        header = ["index", "pred", "target"]
-        probs = cols.get("probs")
-        if probs is not None:
-            header += [f"p_{names[j] if names and j < len(names) else j}" for j in range(probs.shape[1])]
         d = self.dir
         d.mkdir(parents=True, exist_ok=True)
         self.path = d / "predictions.csv"
+        keys = rows[0].keys()
+        cols = {k: torch.cat([r[k].detach().cpu() for r in rows]) for k in keys}
+        pred, target = cols["pred"], cols["target"]
+        header = ["index", *_names("pred", pred), *_names("target", target)]
+        probs = cols.get("probs")
+        if probs is not None:
+            header += [f"p_{names[j] if names and j < len(names) else j}" for j in range(probs.shape[1])]
         with open(self.path, "w") as f:
             f.write(",".join(header) + "\n")
-            for i in range(len(cols["pred"])):
-                vals = [str(i), _fmt(cols["pred"][i]), _fmt(cols["target"][i])]
+            for i in range(len(pred)):
+                vals = [str(i), *_fmt(pred[i]), *_fmt(target[i])]
                 if probs is not None:
                     vals += [f"{float(p):.6g}" for p in probs[i]]
                 f.write(",".join(vals) + "\n")
 
 
-def _fmt(v: torch.Tensor) -> str:
-    return str(int(v)) if not v.is_floating_point() else f"{float(v):.6g}"
+def _names(name: str, col: torch.Tensor) -> list[str]:
+    """One column for a value per sample, name_0, name_1, ... for a vector (a VAE's latent
+    means, a multi-output regression)."""
+    return [name] if col.dim() == 1 else [f"{name}_{j}" for j in range(col[0].numel())]
+
+
+def _fmt(v: torch.Tensor) -> list[str]:
+    return [str(int(e)) if not e.is_floating_point() else f"{float(e):.6g}" for e in v.flatten()]
+
