@@ -112,6 +112,13 @@ class Task(L.LightningModule):
                 "activation and pooling; build the model with fused: false to synchronise "
                 "BatchNorm statistics across processes")
 
+    def new_callbacks(self, *callbacks: L.Callback) -> list[L.Callback]:
+        """For `configure_callbacks`: those of `callbacks` whose kind the trainer does not
+        hold yet. `fit` ends with `test` on the same trainer, which asks again; Lightning
+        would replace the fit's callback with the new one and say so."""
+        have = {type(c) for c in self.trainer.callbacks} if self._trainer is not None else set()
+        return [c for c in callbacks if type(c) not in have]
+
     def _shared(self, batch: Any, stage: str) -> torch.Tensor:
         """Loss of one batch, logging `{stage}/...`; each task defines it."""
         raise NotImplementedError

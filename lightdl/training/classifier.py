@@ -89,14 +89,14 @@ class Classifier(Task):
             return []
         from lightning.pytorch.callbacks import BackboneFinetuning
 
-        return [BackboneFinetuning(
+        return self.new_callbacks(BackboneFinetuning(
             unfreeze_backbone_at_epoch=self.unfreeze_after if self.unfreeze_after is not None
             else 2**31 - 1,
             lambda_func=lambda epoch: 1.0,  # keep the backbone at its reduced rate
             backbone_initial_ratio_lr=self.backbone_lr_ratio,
             should_align=False,
             train_bn=False,
-        )]
+        ))
 
     # -- the maths of one batch ------------------------------------------------------
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:

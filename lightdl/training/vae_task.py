@@ -75,7 +75,7 @@ class VAETask(Task):
         return {"pred": mu, "target": y}
 
     def configure_callbacks(self) -> list:
-        return [VAEPlots()]
+        return self.new_callbacks(VAEPlots())
 
 
 class VAEPlots(L.Callback):
