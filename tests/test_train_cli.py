@@ -54,7 +54,8 @@ ALL_CONFIGS = sorted(p.stem for p in CONFIGS.glob("*.yaml"))
 
 def test_every_config_is_tested():
     assert {"af_mlp", "af_cnn", "af_lstm", "gait_cnn", "gait_lstm", "digits_mlp", "digits_cnn",
-            "gates_perceptron", "gates_mlp", "ucr_fcn", "digits_vae"} <= set(ALL_CONFIGS)
+            "gates_perceptron", "gates_mlp", "ucr_fcn", "digits_vae", "af_generator"
+            } <= set(ALL_CONFIGS)
 
 
 @pytest.mark.parametrize("name", ALL_CONFIGS)

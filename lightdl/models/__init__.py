@@ -11,6 +11,7 @@ from lightdl.models.init import INITS, init_weights
 from lightdl.models.mlp import MLP
 from lightdl.models.perceptron import Perceptron
 from lightdl.models.rnn import RNNClassifier
+from lightdl.models.rnn_generator import RNNGenerator
 from lightdl.models.vae import VAE
 
-__all__ = ["CNN1d", "CNN2d", "INITS", "MLP", "Perceptron", "RNNClassifier", "VAE", "init_weights"]
+__all__ = ["CNN1d", "CNN2d", "INITS", "MLP", "Perceptron", "RNNClassifier", "RNNGenerator", "VAE", "init_weights"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -86,7 +87,8 @@ class RunArtifacts(L.Callback):
 
 class PredictionWriter(BasePredictionWriter):
     """Writes `predictions.csv` (one row per sample: prediction, target, class
-    probabilities) into the run directory at the end of `lightdl predict`."""
+    probabilities; for a generator: the class and the generated series) into the run
+    directory at the end of `lightdl predict`."""
 
     def __init__(self) -> None:
         super().__init__(write_interval="epoch")
@@ -105,6 +107,10 @@ class PredictionWriter(BasePredictionWriter):
         d = self.dir
         d.mkdir(parents=True, exist_ok=True)
         self.path = d / "predictions.csv"
+        if "series" in rows[0]:  # a generator: one generated series per row
+            _write_series(self.path, torch.cat([r["class"].cpu() for r in rows]),
+                          [r["series"].detach().cpu() for r in rows], names)
+            return
         keys = rows[0].keys()
         cols = {k: torch.cat([r[k].detach().cpu() for r in rows]) for k in keys}
         pred, target = cols["pred"], cols["target"]
@@ -130,3 +136,22 @@ def _names(name: str, col: torch.Tensor) -> list[str]:
 def _fmt(v: torch.Tensor) -> list[str]:
     return [str(int(e)) if not e.is_floating_point() else f"{float(e):.6g}" for e in v.flatten()]
 
+
+def _write_series(path: Path, classes: torch.Tensor, batches: list[torch.Tensor],
+                  names: list[str] | None) -> None:
+    """Rows `index, class, t0, t1, ...` (one channel) or `c0_t0, ..., c1_t0, ...`; batches
+    of (B, C, L_i) series, NaN past a series' end (empty cells)."""
+    length = max(b.shape[-1] for b in batches)
+    series = torch.cat([F.pad(b.float(), (0, length - b.shape[-1]), value=float("nan"))
+                        for b in batches])
+    n, channels, _ = series.shape
+    cols = ([f"t{t}" for t in range(length)] if channels == 1 else
+            [f"c{c}_t{t}" for c in range(channels) for t in range(length)])
+    with open(path, "w") as f:
+        f.write(",".join(["index", "class", *cols]) + "\n")
+        for i in range(n):
+            c = int(classes[i])
+            name = names[c] if names and c < len(names) else str(c)
+            values = ("" if v != v else f"{v:.6g}" for v in series[i].flatten().tolist())
+            f.write(",".join([str(i), name, *values])
+                    + "\n")

@@ -1,9 +1,11 @@
-"""PNG plots of a run: learning curves and the confusion matrix (matplotlib, no display)."""
+"""PNG plots of a run: learning curves, the confusion matrix, images, latent spaces and
+generated series (matplotlib, no display)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -21,7 +23,7 @@ def plot_learning_curves(history: Sequence[dict], path: str | Path, title: str =
     """Loss, the main metric (accuracy, or MAE for regression) and the learning rate per
     epoch, train and validation side by side (the place to see under- and overfitting)."""
     keys = set().union(*history) if history else set()
-    metric = next((m for m in ("acc", "mae", "errors", "recon") if f"train/{m}" in keys or f"val/{m}" in keys), None)
+    metric = next((m for m in ("acc", "mae", "mse", "errors", "recon") if f"train/{m}" in keys or f"val/{m}" in keys), None)
     panels = ["loss"] + ([metric] if metric else []) + (["lr"] if "lr" in keys else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, name in zip(axes[0], panels, strict=True):
@@ -116,6 +118,37 @@ def plot_latent_space(z: np.ndarray, labels: np.ndarray, class_names: Sequence[s
     ax.set_ylabel("z2")
     ax.set_title("latent space (encoder means)")
     ax.legend(fontsize=7, markerscale=2, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_generated_series(real: dict[str, Any], generated: dict[str, Any],
+                          stats: dict[str, dict[str, dict[str, float]]],
+                          path: str | Path) -> Path:
+    """One row per class: real series (left) and generated ones (right), channel 0 of each
+    (n, C, L) tensor or array, on a shared value axis; titles give mean SD and RMSSD."""
+    names = list(generated)
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 2.3 * len(names) + 0.4),
+                             squeeze=False, sharey=True)
+    for i, name in enumerate(names):
+        for j, (kind, series) in enumerate((("real", real.get(name)),
+                                            ("generated", generated[name]))):
+            ax = axes[i][j]
+            s = stats.get(name, {}).get(kind) or {}
+            title = f"{name}: {kind}" + (f" (SD {s['sd']:.3g}, RMSSD {s['rmssd']:.3g})"
+                                         if "sd" in s else "")
+            ax.set_title(title, fontsize=9, loc="left")
+            ax.grid(alpha=0.3)
+            if series is None or len(series) == 0:
+                continue
+            for k, v in enumerate(np.asarray(series)[:, 0]):
+                ax.plot(v, lw=0.9, color=plt.get_cmap("tab10")(k % 10))
+        axes[i][0].set_ylabel("value")
+    for ax in axes[-1]:
+        ax.set_xlabel("step")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
