@@ -1,13 +1,16 @@
 """LightningModules (Classifier, Regressor, PerceptronTask, VAETask, GeneratorTask), callbacks
-and plots."""
+(run artifacts, L1Penalty, GradientNorms) and plots."""
 
 from lightdl.training.callbacks import PredictionWriter, RunArtifacts
 from lightdl.training.classifier import Classifier
 from lightdl.training.generator_task import GeneratorTask
+from lightdl.training.gradient_norms import GradientNorms
 from lightdl.training.losses import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
 from lightdl.training.perceptron_task import PerceptronTask
 from lightdl.training.regressor import Regressor
+from lightdl.training.regularization import L1Penalty
 from lightdl.training.vae_task import VAETask
 
-__all__ = ["CLASSIFICATION_LOSSES", "Classifier", "GeneratorTask", "PerceptronTask", "REGRESSION_LOSSES",
-           "PredictionWriter", "Regressor", "RunArtifacts", "VAETask"]
+__all__ = ["CLASSIFICATION_LOSSES", "Classifier", "GeneratorTask", "GradientNorms", "L1Penalty",
+           "PerceptronTask", "PredictionWriter", "REGRESSION_LOSSES", "Regressor",
+           "RunArtifacts", "VAETask"]

@@ -154,3 +154,26 @@ def plot_generated_series(real: dict[str, Any], generated: dict[str, Any],
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_gradient_norms(history: Sequence[dict], path: str | Path) -> Path:
+    """Each weight's mean gradient norm per epoch (log scale), coloured first layer (dark)
+    to last (light), so that vanishing or exploding gradients show as a fan of lines."""
+    names = [k for k in history[0] if k.startswith("grad_norm/")]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    cmap = plt.get_cmap("viridis")
+    for i, name in enumerate(names):
+        xs, ys = _series(history, name)
+        ax.plot(xs, ys, marker=".", color=cmap(i / max(len(names) - 1, 1)),
+                label=name.removeprefix("grad_norm/"))
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean L2 norm of the gradient")
+    ax.set_title("gradient norms per weight, first layer to last")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2 if len(names) > 8 else 1)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
