@@ -141,14 +141,14 @@ def _check_layer(op: str, gates: int, x, h0, c0, w_ih, w_hh, b_ih, b_hh, x_dims:
     return H
 
 
-def _under_vmap(t: torch.Tensor) -> bool:
-    """Whether `t` holds one sample of a torch.func.vmap batch (at any level of wrapping)."""
+def _all_values(t: torch.Tensor) -> torch.Tensor:
+    """The tensor whose values `t` shows: under torch.func transforms (vmap of grad, for
+    per-sample gradients) `t` is a wrapper, one sample's view of the whole batch's tensor,
+    and only that tensor's values can be read (`t.min()` would raise)."""
     functorch = torch._C._functorch
     while functorch.is_functorch_wrapped_tensor(t):
-        if functorch.is_batchedtensor(t):
-            return True
         t = functorch.get_unwrapped(t)
-    return False
+    return t
 
 
 def _as_lengths(lengths: Lengths, op: str, batch: int, seq_len: int) -> torch.Tensor | None:
@@ -161,11 +161,13 @@ def _as_lengths(lengths: Lengths, op: str, batch: int, seq_len: int) -> torch.Te
     if lengths.dim() != 1 or lengths.shape[0] != batch:
         raise ValueError(f"{op}: `lengths` must have shape ({batch},), got {tuple(lengths.shape)}")
     lengths = lengths.to(device="cpu", dtype=torch.int64)
-    # Not while torch.compile traces, nor for one sample's lengths under vmap (per-sample
-    # gradients): reading the values there is not allowed. (The compiled op still checks them,
-    # one sample at a time.)
-    if not torch.compiler.is_compiling() and batch > 0 and not _under_vmap(lengths):
-        lo, hi = int(lengths.min()), int(lengths.max())
+    # Not while torch.compile traces (the compiled op checks them). Under vmap, every
+    # sample's lengths are checked here at once: left to the op, the error surfaced inside
+    # vmap's per-sample fallback, where PyTorch can turn it into "SystemError: ... returned
+    # NULL without setting an exception" (when the fallback's warning is pending).
+    if not torch.compiler.is_compiling() and batch > 0:
+        values = _all_values(lengths)
+        lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi > seq_len:
             raise ValueError(
                 f"{op}: `lengths` must lie in [0, seq_len={seq_len}], got values in [{lo}, {hi}]"
