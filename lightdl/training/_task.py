@@ -69,10 +69,19 @@ def check_state_dict(own: dict[str, torch.Tensor], loaded: dict[str, torch.Tenso
 # How per-epoch values are logged, from an epoch-end hook or from the epoch's last batch (there
 # Lightning's default would be per step); the value is the same on every rank, and batch_size=1
 # spares Lightning guessing it from the batch.
-_EPOCH = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+EPOCH_LOG = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
 # The Trainer's batch count of each stage's loop (an int, inf, or a list per dataloader).
 _NUM_BATCHES = {"train": "num_training_batches", "val": "num_val_batches",
                 "test": "num_test_batches"}
+
+
+def is_last_batch(trainer: L.Trainer, stage: str, batch_idx: int) -> bool:
+    """Whether batch `batch_idx` is the last of the `stage` epoch's (known) batches: where
+    per-epoch values are logged so that every callback's epoch-end hook sees them."""
+    n = getattr(trainer, _NUM_BATCHES[stage])
+    if isinstance(n, list):
+        n = n[0] if len(n) == 1 else None
+    return not trainer.sanity_checking and n is not None and batch_idx + 1 == n
 
 
 class Task(L.LightningModule):
@@ -174,11 +183,7 @@ class Task(L.LightningModule):
         # hooks (which Lightning runs before the module's) see them, as they would see values
         # logged from every step; the module's epoch-end hook logs what is left (an epoch of
         # unknown length, or one cut short).
-        t = self.trainer
-        n = getattr(t, _NUM_BATCHES[stage])
-        if isinstance(n, list):
-            n = n[0] if len(n) == 1 else None
-        if not t.sanity_checking and n is not None and batch_idx + 1 == n:
+        if is_last_batch(self.trainer, stage, batch_idx):
             self.log_epoch_metrics(stage)
 
     def log_epoch_metrics(self, stage: str) -> None:
@@ -193,14 +198,14 @@ class Task(L.LightningModule):
             n = reduce(torch.tensor(float(count), device=self.device), reduce_op="sum")
             means = {f"{stage}/{k}": reduce(v, reduce_op="sum") / n for k, v in sums.items()}
             for name, v in means.items():
-                self.log(name, v, prog_bar=name.endswith("/loss"), **_EPOCH)
+                self.log(name, v, prog_bar=name.endswith("/loss"), **EPOCH_LOG)
         metrics = getattr(self, f"{stage}_metrics", None)
         if metrics is None or not self._metric_batches.get(stage):
             return
         self._flush_metrics(stage)
         # compute() gathers the states of all DDP ranks: every rank logs the same numbers.
         self.log_dict({k: v.float() for k, v in metrics.compute().items()},
-                      prog_bar=stage != "train", **_EPOCH)
+                      prog_bar=stage != "train", **EPOCH_LOG)
         metrics.reset()
         self._metric_batches[stage] = 0
 

@@ -153,5 +153,4 @@ def _write_series(path: Path, classes: torch.Tensor, batches: list[torch.Tensor]
             c = int(classes[i])
             name = names[c] if names and c < len(names) else str(c)
             values = ("" if v != v else f"{v:.6g}" for v in series[i].flatten().tolist())
-            f.write(",".join([str(i), name, *values])
-                    + "\n")
+            f.write(",".join([str(i), name, *values]) + "\n")

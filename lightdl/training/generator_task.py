@@ -138,18 +138,16 @@ class GeneratorPlots(L.Callback):
         gen = torch.Generator().manual_seed(0)
         real, fake = {}, {}
         self.stats = {}
+        was_training = model.training
+        model.eval()
         for c in range(model.num_classes):
             r = denormalize(real_all[y_all == c][: self.n_stats], dm)
-            n = len(r) if len(r) else self.n_plot
-            y = torch.full((n,), c, dtype=torch.int64)
-            was_training = model.training
-            model.eval()
-            g = model.generate(y, length, pl_module.temperature, gen).cpu()
-            model.train(was_training)
-            g = denormalize(g, dm)
+            y = torch.full((len(r) or self.n_plot,), c, dtype=torch.int64)
+            g = denormalize(model.generate(y, length, pl_module.temperature, gen).cpu(), dm)
             real[names[c]], fake[names[c]] = r[: self.n_plot], g[: self.n_plot]
             self.stats[names[c]] = {"real": series_stats(r) if len(r) else {},
                                     "generated": series_stats(g)}
+        model.train(was_training)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "generation_stats.json").write_text(json.dumps(self.stats, indent=2) + "\n")
         plot_generated_series(real, fake, self.stats, self.dir / "generated_series.png")

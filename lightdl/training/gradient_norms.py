@@ -9,7 +9,9 @@ from typing import Any
 import lightning as L
 import torch
 
+from lightdl.training._task import EPOCH_LOG, is_last_batch
 from lightdl.training.callbacks import run_dir
+from lightdl.training.regularization import weight_parameters
 
 
 class GradientNorms(L.Callback):
@@ -39,28 +41,27 @@ class GradientNorms(L.Callback):
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
-        for name, p in pl_module.named_parameters():
-            if p.grad is not None and p.dim() >= 2:
+        for name, p in weight_parameters(pl_module):
+            if p.grad is not None:
                 norm = p.grad.detach().float().norm()
                 self._sums[name] = self._sums[name] + norm if name in self._sums else norm
         self._steps += 1
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        # From the epoch's last batch, as the tasks log, so that RunArtifacts sees the values.
-        if batch_idx + 1 == trainer.num_training_batches:
+        if is_last_batch(trainer, "train", batch_idx):
             self._log(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log(trainer, pl_module)  # an epoch of unknown length (a no-op otherwise)
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._steps or trainer.sanity_checking:
+        if not self._steps:
             return
         means = {f"grad_norm/{k.removeprefix('model.')}": v / self._steps
                  for k, v in self._sums.items()}
         self._sums, self._steps = {}, 0
-        pl_module.log_dict(means, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+        pl_module.log_dict(means, **EPOCH_LOG)
         if not trainer.fast_dev_run:
             self.history = [h for h in self.history if h["epoch"] != trainer.current_epoch]
             self.history.append({"epoch": trainer.current_epoch,

@@ -13,12 +13,13 @@ from typing import Any
 import lightning as L
 import torch
 
+from lightdl.training._task import EPOCH_LOG, is_last_batch
 
-def penalized(module: torch.nn.Module, include_biases: bool = False
-              ) -> list[tuple[str, torch.nn.Parameter]]:
-    """The trainable parameters L1 applies to: weight matrices and kernels (2+ dims:
-    Linear, Conv, LSTM/GRU weights, embeddings), plus 1-D parameters (biases, norm scales)
-    only when include_biases."""
+
+def weight_parameters(module: torch.nn.Module, include_biases: bool = False
+                      ) -> list[tuple[str, torch.nn.Parameter]]:
+    """The trainable weights: matrices and kernels (2+ dims: Linear, Conv, LSTM/GRU weights,
+    embeddings), plus 1-D parameters (biases, norm scales) only when include_biases."""
     return [(n, p) for n, p in module.named_parameters()
             if p.requires_grad and (include_biases or p.dim() >= 2)]
 
@@ -51,7 +52,7 @@ class L1Penalty(L.Callback):
                                  optimizer: torch.optim.Optimizer) -> None:
         if self.strength == 0:
             return
-        for _, p in penalized(pl_module, self.include_biases):
+        for _, p in weight_parameters(pl_module, self.include_biases):
             if p.grad is not None:
                 p.grad.add_(p.detach().sign(), alpha=self.strength)
 
@@ -60,9 +61,7 @@ class L1Penalty(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        # Logged from the epoch's last batch, as the tasks log theirs, so that every
-        # callback's epoch-end hook (RunArtifacts' learning curves) sees this epoch's values.
-        if batch_idx + 1 == trainer.num_training_batches:
+        if is_last_batch(trainer, "train", batch_idx):
             self._log(pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -71,11 +70,10 @@ class L1Penalty(L.Callback):
 
     def _log(self, pl_module: L.LightningModule) -> None:
         self._logged = True
-        params = [p.detach() for _, p in penalized(pl_module, self.include_biases)]
+        params = [p.detach() for _, p in weight_parameters(pl_module, self.include_biases)]
         if not params:
             return
         total = sum(p.abs().sum() for p in params)
         small = sum((p.abs() < 1e-3).sum() for p in params) / sum(p.numel() for p in params)
-        log: dict[str, Any] = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
-        pl_module.log("train/l1_penalty", self.strength * total.float(), **log)
-        pl_module.log("train/small_weights", small.float(), **log)
+        pl_module.log("train/l1_penalty", self.strength * total.float(), **EPOCH_LOG)
+        pl_module.log("train/small_weights", small.float(), **EPOCH_LOG)
