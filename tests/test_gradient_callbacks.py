@@ -111,7 +111,7 @@ def test_gradient_norms_show_vanishing_gradients(tmp_path):
     assert ratios["sigmoid"] < 1e-3 and ratios["relu"] > 1e-2, ratios
 
 
-def test_cli_deep_mlp_config_writes_gradient_norms(tmp_path, monkeypatch):
+def test_cli_deep_mlp_config_writes_gradient_norms_and_activation_stats(tmp_path, monkeypatch):
     from pathlib import Path
 
     from lightdl.cli import main
@@ -122,7 +122,7 @@ def test_cli_deep_mlp_config_writes_gradient_norms(tmp_path, monkeypatch):
                  "--trainer.enable_progress_bar", "false",
                  "--trainer.enable_model_summary", "false"]) == 0
     d = tmp_path / "runs" / "digits_mlp_deep" / "version_0"
-    assert (d / "gradient_norms.png").is_file()
+    assert (d / "gradient_norms.png").is_file() and (d / "activation_stats.png").is_file()
     with open(d / "metrics.csv") as f:
         header = next(csv.reader(f))
-    assert "grad_norm/hidden.0.linear.weight" in header
+    assert {"grad_norm/hidden.0.linear.weight", "act_flat/hidden.7"} <= set(header)

@@ -1,6 +1,7 @@
 """LightningModules (Classifier, Regressor, PerceptronTask, VAETask, GeneratorTask), callbacks
-(run artifacts, L1Penalty, GradientNorms) and plots."""
+(run artifacts, L1Penalty, GradientNorms, ActivationStats) and plots."""
 
+from lightdl.training.activation_stats import ActivationStats
 from lightdl.training.callbacks import PredictionWriter, RunArtifacts
 from lightdl.training.classifier import Classifier
 from lightdl.training.generator_task import GeneratorTask
@@ -11,6 +12,6 @@ from lightdl.training.regressor import Regressor
 from lightdl.training.regularization import L1Penalty
 from lightdl.training.vae_task import VAETask
 
-__all__ = ["CLASSIFICATION_LOSSES", "Classifier", "GeneratorTask", "GradientNorms", "L1Penalty",
-           "PerceptronTask", "PredictionWriter", "REGRESSION_LOSSES", "Regressor",
+__all__ = ["ActivationStats", "CLASSIFICATION_LOSSES", "Classifier", "GeneratorTask",
+           "GradientNorms", "L1Penalty", "PerceptronTask", "PredictionWriter", "REGRESSION_LOSSES", "Regressor",
            "RunArtifacts", "VAETask"]

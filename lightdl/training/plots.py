@@ -177,3 +177,77 @@ def plot_gradient_norms(history: Sequence[dict], path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _histogram(ax: Any, values: dict[str, Any], acts: dict[str, str], colors: dict[str, Any],
+               bins: np.ndarray, title: str) -> None:
+    for name, v in values.items():
+        v = np.asarray(v, dtype=np.float64)
+        label = name
+        if acts.get(name) == "relu" and v.size:  # the spike at 0 would flatten the rest
+            label += f" ({np.mean(v <= 0):.0%} at 0)"
+            v = v[v > 0]
+        if v.size:
+            ax.hist(v, bins=bins, density=True, histtype="step", linewidth=1.2,
+                    color=colors.get(name, "k"), label=label)
+    ax.set_xlabel("activation")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if values:
+        ax.legend(fontsize=6, ncol=2 if len(values) > 6 else 1)
+
+
+def plot_activation_stats(history: Sequence[dict], init_values: dict[str, Any],
+                          last_values: dict[str, Any], path: str | Path) -> Path:
+    """Each layer's activation histogram at initialisation and at the last epoch, each
+    layer's mean +- std over the epochs, and its share of flat activations (saturated, or a
+    ReLU at zero) with dead ReLU units dashed; layers coloured first (dark) to last (light)."""
+    acts = {k: s["act"] for h in history for k, s in h["layers"].items()}
+    names = list(acts)
+    cmap = plt.get_cmap("viridis")
+    colors = {n: cmap(i / max(len(names) - 1, 1)) for i, n in enumerate(names)}
+    both = [np.asarray(v, dtype=np.float64) for v in (*init_values.values(),
+                                                       *last_values.values())]
+    both = np.concatenate([v[np.isfinite(v)] for v in both]) if both else np.zeros(0)
+    lo, hi = np.quantile(both, [0.001, 0.999]) if both.size else (0.0, 1.0)
+    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 61)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    last = history[-1]["epoch"] if history else 0
+    _histogram(axes[0, 0], init_values, acts, colors, bins,
+               "activations at initialisation (first batch)")
+    _histogram(axes[0, 1], last_values, acts, colors, bins, f"activations at epoch {last}")
+    ax = axes[1, 0]
+    for name in names:
+        pts = [(h["epoch"], h["layers"][name]["mean"], h["layers"][name]["std"])
+               for h in history if "mean" in h["layers"].get(name, {})]
+        if pts:
+            xs, mean, std = (np.asarray(c) for c in zip(*pts, strict=True))
+            ax.plot(xs, mean, marker=".", color=colors[name], label=name)
+            ax.fill_between(xs, mean - std, mean + std, color=colors[name], alpha=0.12)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("activation")
+    ax.set_title("mean +- std per layer")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2 if len(names) > 6 else 1)
+    ax = axes[1, 1]
+    for name in names:
+        for key, style in (("flat", "-"), ("dead", "--")):
+            pts = [(h["epoch"], h["layers"][name][key]) for h in history
+                   if key in h["layers"].get(name, {})]
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, style, marker=".", color=colors[name],
+                        label=name if key == "flat" else None)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share")
+    ax.set_title("flat activations (solid), dead ReLU units (dashed)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6, ncol=2 if len(names) > 6 else 1)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
