@@ -17,6 +17,7 @@ from it or the command line (`--trainer.devices 2 --trainer.strategy ddp`,
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 import warnings
@@ -28,6 +29,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities import rank_zero_only
 
 from lightdl.config_errors import condense, is_jsonargparse_tree
+from lightdl.training._task import drop_unknown_args
 from lightdl.training.callbacks import PredictionWriter, RunArtifacts
 from lightdl.training.checkpoints import check_checkpoint_fits, read_checkpoint
 
@@ -97,6 +99,13 @@ class LightdlCLI(LightningCLI):
         path = self.config[sub].get("ckpt_path") if sub else None
         if path and path not in ("best", "last", "hpc", "registry"):
             read_checkpoint(path)
+            # ... and then merges them into the config, the model's config among them (kept for
+            # load_task): the config's own model is put back before instantiation, so that a
+            # checkpoint of another model is reported as one, not as the data's shapes not
+            # fitting the checkpoint's model.
+            model = self.config[sub].get("model")
+            init = model.get("init_args") if hasattr(model, "get") else None
+            self._config_model = copy.deepcopy(init.get("model")) if init is not None else None
 
     # -- run directory and resumption ------------------------------------------------
     def before_instantiate_classes(self) -> None:
@@ -110,6 +119,8 @@ class LightdlCLI(LightningCLI):
             cfg["ckpt_path"], init["version"] = _latest_run(init.get("save_dir", "runs"),
                                                             init.get("name", DEFAULT_RUN_NAME))
         _drop_unknown_kwargs(cfg.get("model"))
+        if getattr(self, "_config_model", None) is not None:
+            cfg["model"]["init_args"]["model"] = self._config_model
 
     def _check_ckpt(self) -> None:
         path = self.config_init[self.subcommand].get("ckpt_path")
@@ -186,24 +197,12 @@ def _init_args(logger: Any) -> dict | None:
 
 
 def _drop_unknown_kwargs(model_cfg: Any) -> None:
-    """Lightning records every linked value in a task's hyperparameters, also one its class
-    does not take (data.num_classes for a VAETask), and `--ckpt_path` hands them back as
-    keyword arguments (`dict_kwargs`): drop those the class cannot take."""
+    """Checkpoints hand a task's hyperparameters back as keyword arguments (`dict_kwargs`):
+    drop those its class does not take (checkpoints written before tasks filtered their
+    hyperparameters hold the linked data.num_classes for a VAETask too)."""
     kwargs = model_cfg.get("dict_kwargs") if hasattr(model_cfg, "get") else None
-    if not kwargs or not model_cfg.get("class_path"):
-        return
-    import importlib
-    import inspect
-
-    module, _, name = str(model_cfg["class_path"]).rpartition(".")
-    try:
-        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
-    except (ImportError, AttributeError, ValueError, TypeError):
-        return  # the parser reports a bad class_path
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    for key in [k for k in kwargs if k not in params]:
-        del kwargs[key]
+    if kwargs and model_cfg.get("class_path"):
+        drop_unknown_args(str(model_cfg["class_path"]), kwargs)
 
 
 def _latest_run(save_dir: str, name: str) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -32,10 +33,18 @@ def test_every_config_in_the_readme_exists():
     assert listed == configs
 
 
-def test_every_python_example_in_the_readme_runs():
+def test_every_python_example_in_the_readme_runs(tmp_path, monkeypatch):
+    from lightdl.cli import main
+
     readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)\n```", readme, re.S)
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)\n *```", readme, re.S)]
     assert blocks
+    monkeypatch.chdir(tmp_path)
+    # An example that loads a run (runs/<config>) gets one: its config, fitted for an epoch.
+    for name in sorted({n for b in blocks for n in re.findall(r"runs/(\w+)", b)}):
+        assert main(["fit", "--config", str(ROOT / "configs" / f"{name}.yaml"),
+                     "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+                     "--trainer.enable_model_summary", "false"]) == 0, name
     for block in blocks:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*batching rule.*")

@@ -116,17 +116,23 @@ def test_digits_cnn_full_run_and_the_other_subcommands(tmp_path, monkeypatch, ca
 def test_predict_from_a_task_without_num_classes(tmp_path, monkeypatch, capsys):
     """Lightning stores the linked data.num_classes in every task's hyperparameters, also
     in a VAETask's, which takes no such argument: predict from its checkpoint used to fail
-    with "unexpected keyword argument 'num_classes'", then on its vector predictions."""
+    with "unexpected keyword argument 'num_classes'", then on its vector predictions. Tasks
+    now drop it when saving; checkpoints written before still predict."""
     monkeypatch.chdir(tmp_path)
     assert run(["fit", "--config", cfg("digits_vae"), "--trainer.max_epochs", "1"]) == 0
     ckpt = tmp_path / "runs" / "digits_vae" / "version_0" / "checkpoints" / "last.ckpt"
-    assert "num_classes" in torch.load(ckpt, weights_only=True)["hyper_parameters"]
-    assert run(["predict", "--config", cfg("digits_vae"), "--ckpt_path", str(ckpt)]) == 0
-    csv = next((tmp_path / "runs" / "digits_vae").glob("version_*/predictions.csv"))
-    lines = csv.read_text().splitlines()
+    state = torch.load(ckpt, weights_only=True)
+    assert "num_classes" not in state["hyper_parameters"]
+    old = tmp_path / "old.ckpt"  # as lightdl wrote it before
+    state["hyper_parameters"]["num_classes"] = 10
+    torch.save(state, old)
     dm = DigitsDataModule()
     dm.setup()
-    assert lines[0] == "index,pred_0,pred_1,target" and len(lines) == 1 + len(dm.test_dataset)
+    for path in (ckpt, old):
+        assert run(["predict", "--config", cfg("digits_vae"), "--ckpt_path", str(path)]) == 0
+        csv = sorted((tmp_path / "runs" / "digits_vae").glob("version_*/predictions.csv"))[-1]
+        lines = csv.read_text().splitlines()
+        assert lines[0] == "index,pred_0,pred_1,target" and len(lines) == 1 + len(dm.test_dataset)
 
 
 def test_gates_mlp_learns_xor_and_the_perceptron_cannot(tmp_path, monkeypatch):

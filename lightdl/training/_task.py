@@ -3,6 +3,7 @@ checkpoint compatibility checks and exact resumption (random-number state in che
 
 from __future__ import annotations
 
+import inspect
 import random
 from typing import Any
 
@@ -82,6 +83,52 @@ def is_last_batch(trainer: L.Trainer, stage: str, batch_idx: int) -> bool:
     if isinstance(n, list):
         n = n[0] if len(n) == 1 else None
     return not trainer.sanity_checking and n is not None and batch_idx + 1 == n
+
+
+def save_task_hyperparameters(task: L.LightningModule) -> None:
+    """`save_hyperparameters`, called from a task's `__init__`. When LightningCLI built the
+    task, the model's config stays in (its class_path and init_args with the sizes linked in
+    from the data), so that `LightningModule.load_from_checkpoint` and
+    `lightdl.training.load_task` rebuild the model from the checkpoint alone; a model passed
+    as an object stays out (its weights are in the state_dict; Lightning would pickle the
+    whole module). Linked values the task's class does not take (data.num_classes for a
+    VAETask) are dropped: loading would pass them back as unknown arguments."""
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+    given = _given_hyperparameters.get()
+    from_cli = isinstance(given, dict) and isinstance(given.get("model"), dict)
+    frame = inspect.currentframe()
+    task.save_hyperparameters(ignore=[] if from_cli else ["model"],
+                              frame=frame.f_back if frame is not None else None)
+    drop_unknown_args(type(task), task.hparams, keep_private=True)
+    model = task.hparams.get("model")
+    if isinstance(model, dict) and isinstance(model.get("init_args"), dict):
+        drop_unknown_args(model.get("class_path"), model["init_args"])
+
+
+def drop_unknown_args(cls: type | str | None, kwargs: Any, keep_private: bool = False) -> None:
+    """Delete from `kwargs` (a dict or Namespace) the keys that `cls` (a class or its
+    import path) takes no argument for; nothing when it takes **kwargs or cannot be found
+    (the config parser then reports it). Lightning records every linked value, also one a
+    class does not take (data.num_classes for a VAETask or a VAE)."""
+    if isinstance(cls, str):
+        import importlib
+
+        module, _, name = cls.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            return
+    if cls is None:
+        return
+    try:
+        params = inspect.signature(cls).parameters
+    except (ValueError, TypeError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key in [k for k in kwargs if k not in params and not (keep_private and k.startswith("_"))]:
+        del kwargs[key]
 
 
 class Task(L.LightningModule):

@@ -9,7 +9,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from lightdl.training._task import Task, call_model, unpack
+from lightdl.training._task import Task, call_model, save_task_hyperparameters, unpack
 from lightdl.training.finetune import Backbone, backbone_names, load_pretrained
 from lightdl.training.losses import classification_loss
 from lightdl.training.metrics import classification_metrics
@@ -53,7 +53,7 @@ class Classifier(Task):
                  reinit_head: bool | None = None, freeze: str | None = None,
                  unfreeze_after: int | None = None, backbone_lr_ratio: float = 0.1) -> None:
         super().__init__(model, optimizer, scheduler, scheduler_monitor)
-        self.save_hyperparameters(ignore=["model"])
+        save_task_hyperparameters(self)
         num_classes = num_classes or _infer_classes(model)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")

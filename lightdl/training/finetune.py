@@ -15,25 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightdl.training.checkpoints import read_checkpoint
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder (`runs/X` or `runs/X/version_N`): its newest run's
-    best checkpoint, else its last.ckpt."""
-    p = Path(path)
-    if p.is_file() or not p.is_dir():
-        return p
-    versions = [p] if (p / "checkpoints").is_dir() else sorted(
-        (v for v in p.glob("version_*") if (v / "checkpoints").is_dir()),
-        key=lambda v: int(v.name.split("_")[-1]) if v.name.split("_")[-1].isdigit() else -1)
-    for v in reversed(versions):
-        best = sorted((v / "checkpoints").glob("best-*.ckpt"))
-        if best:
-            return best[-1]
-        if (v / "checkpoints" / "last.ckpt").is_file():
-            return v / "checkpoints" / "last.ckpt"
-    raise FileNotFoundError(f"init_from: no checkpoint under {str(p)!r}")
+from lightdl.training.checkpoints import read_checkpoint, resolve_checkpoint
 
 
 def model_weights(ckpt: dict) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightdl.models.rnn_generator import RNNGenerator, expected_value, log_prob
-from lightdl.training._task import Task, unpack
+from lightdl.training._task import Task, save_task_hyperparameters, unpack
 from lightdl.training.callbacks import run_dir
 
 
@@ -43,7 +43,7 @@ class GeneratorTask(Task):
                             f"{type(model).__name__}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
-        self.save_hyperparameters(ignore=["model"])
+        save_task_hyperparameters(self)
         self.temperature = temperature
         self.class_names = list(class_names) if class_names else None
 

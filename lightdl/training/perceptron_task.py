@@ -9,7 +9,7 @@ import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lightdl.models.perceptron import Perceptron
-from lightdl.training._task import unpack
+from lightdl.training._task import save_task_hyperparameters, unpack
 
 
 class PerceptronTask(L.LightningModule):
@@ -33,7 +33,7 @@ class PerceptronTask(L.LightningModule):
             raise ValueError(f"a perceptron separates 2 classes, the data have {num_classes}")
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
-        self.save_hyperparameters(ignore=["model"])
+        save_task_hyperparameters(self)
         self.automatic_optimization = False
         self.model = model
         self.lr = lr

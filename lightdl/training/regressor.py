@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from lightdl.training._task import Task, call_model, unpack
+from lightdl.training._task import Task, call_model, save_task_hyperparameters, unpack
 from lightdl.training.losses import regression_loss
 from lightdl.training.metrics import regression_metrics
 
@@ -28,7 +28,7 @@ class Regressor(Task):
                  scheduler: LRSchedulerCallable | None = None,
                  scheduler_monitor: str = "val/loss") -> None:
         super().__init__(model, optimizer, scheduler, scheduler_monitor)
-        self.save_hyperparameters(ignore=["model"])
+        save_task_hyperparameters(self)
         self.loss_fn = regression_loss(loss, beta)
         self.train_metrics = regression_metrics("train")
         self.val_metrics = regression_metrics("val")

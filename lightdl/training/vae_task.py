@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightdl.models.vae import VAE
-from lightdl.training._task import Task, unpack
+from lightdl.training._task import Task, save_task_hyperparameters, unpack
 from lightdl.training.callbacks import run_dir
 
 
@@ -47,7 +47,7 @@ class VAETask(Task):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        self.save_hyperparameters(ignore=["model"])
+        save_task_hyperparameters(self)
         self.beta, self.likelihood = beta, likelihood
         self.class_names = list(class_names) if class_names else None
 
