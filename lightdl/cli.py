@@ -23,6 +23,10 @@ commands:
   info             versions, the active backend, and which devices run the native kernels
   data describe    summarise a data set (class balance, lengths) and plot examples per class
 
+options:
+  -h, --help       this message
+  --version        lightdl's version
+
 `lightdl <command> --help` for a command's options, e.g.
   lightdl fit --config configs/digits_cnn.yaml --trainer.max_epochs 5
 """
@@ -45,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
+        return 0
+    if args[0] in ("-V", "--version"):
+        from lightdl._version import __version__
+
+        print(f"lightdl {__version__}")
         return 0
     command, rest = args[0], args[1:]
     if command in TRAIN_COMMANDS:

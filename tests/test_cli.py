@@ -17,6 +17,14 @@ def test_help_lists_commands(tmp_path):
     assert r.returncode == 0 and "info" in r.stdout and "data describe" in r.stdout
 
 
+def test_version_and_python_dash_m(tmp_path):
+    from lightdl import __version__
+
+    r = subprocess.run([sys.executable, "-m", "lightdl", "--version"], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip() == f"lightdl {__version__}", r
+
+
 def test_data_describe_writes_a_png(tmp_path):
     r = _lightdl("data", "describe", "gates", "--arg", "gate=xor", "--out", "gates.png",
                  cwd=tmp_path)
