@@ -14,6 +14,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _save(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _series(history: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
     pts = [(h["epoch"], h[key]) for h in history if key in h]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -41,11 +49,7 @@ def plot_learning_curves(history: Sequence[dict], path: str | Path, title: str =
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
@@ -67,11 +71,7 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str 
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _as_image(v: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -97,11 +97,7 @@ def plot_image_grid(rows: Sequence, shape: Sequence[int], path: str | Path,
                 ax.imshow(_as_image(r[j], shape), cmap="gray_r")
         if i < len(rows_titles):
             axes[i][0].set_title(rows_titles[i], fontsize=8, loc="left")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_latent_space(z: np.ndarray, labels: np.ndarray, class_names: Sequence[str] | None,
@@ -118,11 +114,7 @@ def plot_latent_space(z: np.ndarray, labels: np.ndarray, class_names: Sequence[s
     ax.set_ylabel("z2")
     ax.set_title("latent space (encoder means)")
     ax.legend(fontsize=7, markerscale=2, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_generated_series(real: dict[str, Any], generated: dict[str, Any],
@@ -149,11 +141,7 @@ def plot_generated_series(real: dict[str, Any], generated: dict[str, Any],
         axes[i][0].set_ylabel("value")
     for ax in axes[-1]:
         ax.set_xlabel("step")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_gradient_norms(history: Sequence[dict], path: str | Path) -> Path:
@@ -172,11 +160,7 @@ def plot_gradient_norms(history: Sequence[dict], path: str | Path) -> Path:
     ax.set_title("gradient norms per weight, first layer to last")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2 if len(names) > 8 else 1)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _histogram(ax: Any, values: dict[str, Any], acts: dict[str, str], colors: dict[str, Any],
@@ -246,8 +230,4 @@ def plot_activation_stats(history: Sequence[dict], init_values: dict[str, Any],
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6, ncol=2 if len(names) > 6 else 1)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
