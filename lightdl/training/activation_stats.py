@@ -174,7 +174,7 @@ class ActivationStats(L.Callback):
         self.dir: Path | None = None
         self._points: list[ActivationPoint] = []
         self._epoch: dict[str, LayerStats] = {}
-        self._first: dict[str, LayerStats] | None = None
+        self._snapshot_init = False  # the batch now watched is the run's first
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -196,8 +196,7 @@ class ActivationStats(L.Callback):
                              batch: Any, batch_idx: int) -> None:
         if batch_idx >= self.batches or not self._points:
             return
-        if trainer.global_step == 0 and batch_idx == 0 and self.init is None:
-            self._first = self._new()
+        self._snapshot_init = trainer.global_step == 0 and batch_idx == 0 and self.init is None
         self._remove_hooks()
         for p in self._points:
             self._hooks.append(p.module.register_forward_hook(self._hook(p.name)))
@@ -206,8 +205,6 @@ class ActivationStats(L.Callback):
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             if isinstance(output, torch.Tensor):
                 self._epoch[name].add(output)
-                if self._first is not None:
-                    self._first[name].add(output)
         return hook
 
     def _remove_hooks(self) -> None:
@@ -218,10 +215,10 @@ class ActivationStats(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         self._remove_hooks()
-        if self._first is not None:
-            self.init = {"layers": {k: s.summary() for k, s in self._first.items()},
-                         "values": {k: s.values() for k, s in self._first.items()}}
-            self._first = None
+        if self._snapshot_init:  # the epoch's statistics so far are the first batch's
+            self.init = {"layers": {k: s.summary() for k, s in self._epoch.items()},
+                         "values": {k: s.values() for k, s in self._epoch.items()}}
+            self._snapshot_init = False
         if is_last_batch(trainer, "train", batch_idx):
             self._log(trainer, pl_module)
 
